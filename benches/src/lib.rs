@@ -1,0 +1,1 @@
+//! Benchmarks of neocortex against its peers (filled in by the comparison harness).

@@ -1,0 +1,53 @@
+//! Typed, validated System V shared memory segments, and the contract of their locks.
+//!
+//! This is the lock-agnostic core of neocortex: [`Cortex<T, L>`] keeps a value of a
+//! [`ShmSafe`] type `T` in a SysV segment, guarded by any lock `L` that implements
+//! [`CortexSync`]. Most users depend on the `neocortex` crate, which adds the locks; a
+//! minimal build, or a crate that brings its own lock, depends on this one alone.
+//!
+//! What this crate guarantees:
+//!
+//! - only [`ShmSafe`] types go into a segment (valid for every bit pattern, no pointers, no
+//!   `Drop`, fixed layout);
+//! - attaching checks the segment's real size, its [header](header) (magic, format, state)
+//!   and the layout fingerprints of `T` and `L` before a byte of `T` is read;
+//! - segments are created with `IPC_EXCL` and owner-only permissions unless asked otherwise;
+//! - every error is [`CortexError::CleanSystem`] (nothing left behind) or
+//!   [`CortexError::DirtySystem`] (naming what is left), or a non-system error that changed
+//!   nothing;
+//! - a holder that dies holding the lock is reported by the next guard's
+//!   [`owner_died`](CortexGuard::owner_died) until the value is marked consistent.
+#![cfg(unix)]
+#![deny(unsafe_code)]
+
+mod builder;
+#[expect(unsafe_code, reason = "turns segment addresses into references")]
+mod cortex;
+mod error;
+#[expect(unsafe_code, reason = "turns segment addresses into references")]
+mod guard;
+pub mod header;
+mod key;
+#[expect(
+    unsafe_code,
+    reason = "declares and implements the unsafe ShmSafe trait"
+)]
+pub mod marker;
+mod mode;
+pub mod process;
+#[expect(unsafe_code, reason = "turns segment addresses into references")]
+mod segment;
+#[expect(unsafe_code, reason = "declares the unsafe CortexSync trait")]
+mod sync;
+
+pub use builder::CortexBuilder;
+pub use cortex::{Cortex, ATTACH_INIT_WAIT};
+pub use error::{CortexError, CortexResult, ErrorKind, Hint, Leftover, Leftovers};
+pub use guard::{CortexGuard, CortexReadGuard};
+pub use key::Key;
+pub use marker::ShmSafe;
+pub use mode::Permission;
+pub use sync::{CortexSync, Remaining, Wait};
+
+#[doc(hidden)]
+pub use neocortex_sys as sys;

@@ -1,0 +1,122 @@
+//! Who created a segment, and whether that process is still alive.
+//!
+//! A pid alone can be reused by an unrelated process; a pid together with the process's start
+//! time (field 22 of `/proc/<pid>/stat`, in clock ticks since boot) cannot.
+
+use neocortex_sys::process::{clock_ticks_per_second, current_pid, pid_exists};
+
+/// A process, identified so that pid reuse cannot fool a liveness check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessIdentity {
+    /// The pid.
+    pub pid: i32,
+    /// Start time in clock ticks after boot, or 0 where `/proc` is not available.
+    pub start_ticks: u64,
+}
+
+impl ProcessIdentity {
+    /// The calling process.
+    pub fn current() -> Self {
+        let pid = current_pid();
+        Self {
+            pid,
+            start_ticks: start_ticks(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether this very process is still running (not a later process with the same pid).
+    pub fn is_alive(self) -> bool {
+        if !pid_exists(self.pid) {
+            return false;
+        }
+        match start_ticks(self.pid) {
+            Some(now) if self.start_ticks != 0 => now == self.start_ticks,
+            // Without start times, trust the pid: the conservative answer for reclaiming.
+            _ => true,
+        }
+    }
+}
+
+/// Whether the process `pid`, which created something at `created_at` (seconds since the
+/// epoch, as `shm_ctime` gives it), is still alive. A process with that pid that started after
+/// `created_at` is a different process.
+pub fn creator_alive_at(pid: i32, created_at: i64) -> bool {
+    if !pid_exists(pid) {
+        return false;
+    }
+    match (start_ticks(pid), boot_time()) {
+        (Some(ticks), Some(boot)) => {
+            let started = boot + (ticks / clock_ticks_per_second()) as i64;
+            // One second of slack for the rounding of both clocks.
+            started <= created_at + 1
+        }
+        _ => true,
+    }
+}
+
+/// Start time of `pid` in clock ticks after boot.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_ticks(&stat)
+}
+
+/// Field 22 of a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses and
+/// may itself contain spaces and parentheses, so fields are counted from the last `)`.
+pub fn parse_start_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // After the name come field 3 (state) onwards; field 22 is the 20th of those.
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn boot_time() -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_boot_time(&stat)
+}
+
+/// The `btime` line of `/proc/stat`: boot time in seconds since the epoch.
+pub fn parse_boot_time(stat: &str) -> Option<i64> {
+    stat.lines()
+        .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_spaces_and_parens() {
+        let line = "1234 (a b) c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 99 100";
+        assert_eq!(parse_start_ticks(line), Some(424_242));
+        assert_eq!(parse_start_ticks("1 (x) S 1"), None);
+        assert_eq!(
+            parse_boot_time("cpu 1 2\nbtime 1700000000\nprocesses 5\n"),
+            Some(1_700_000_000)
+        );
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn current_process_is_alive_and_a_forged_start_is_not() {
+        let me = ProcessIdentity::current();
+        assert!(me.start_ticks > 0);
+        assert!(me.is_alive());
+        assert!(!ProcessIdentity {
+            start_ticks: me.start_ticks + 1,
+            ..me
+        }
+        .is_alive());
+        assert!(!ProcessIdentity {
+            pid: i32::MAX,
+            start_ticks: 1
+        }
+        .is_alive());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        assert!(creator_alive_at(me.pid, now));
+        assert!(
+            !creator_alive_at(me.pid, 1000),
+            "a segment made before this process started"
+        );
+    }
+}

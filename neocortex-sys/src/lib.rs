@@ -1,0 +1,32 @@
+//! Raw System V IPC calls for neocortex.
+//!
+//! This crate is the only place in neocortex that talks to the kernel. Every function wraps one
+//! system call, reads `errno` immediately after a failure and returns it as a [`SysError`]
+//! naming the call. Functions that only take plain values are safe; functions that take or
+//! return raw pointers are `unsafe fn` with a `# Safety` section.
+//!
+//! ```
+//! use neocortex_sys::{shm, IPC_PRIVATE};
+//!
+//! let id = shm::shmget(IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600)?;
+//! let stat = shm::stat(id)?;
+//! assert_eq!(stat.shm_segsz, 4096);
+//! shm::remove(id)?;
+//! # Ok::<(), neocortex_sys::SysError>(())
+//! ```
+#![cfg(unix)]
+
+mod errno;
+#[cfg(target_os = "linux")]
+pub mod futex;
+pub mod process;
+pub mod random;
+pub mod sem;
+pub mod shm;
+mod types;
+
+pub use errno::{Errno, SysError, SysResult};
+pub use types::{semun, IPC_PRIVATE};
+
+/// Re-export of the `libc` crate this layer is built on, so callers name the same types.
+pub use libc;

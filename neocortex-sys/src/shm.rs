@@ -1,0 +1,125 @@
+//! Shared memory segments: `shmget(2)`, `shmat(2)`, `shmdt(2)`, `shmctl(2)`.
+
+use std::ptr::NonNull;
+
+use crate::errno::{check, SysError, SysResult};
+
+/// `shmget(2)`: finds or creates the segment for `key`.
+///
+/// Note that the kernel accepts any `size` up to the real size of an existing segment, so the
+/// caller must check `shm_segsz` (see [`stat`]) before trusting the size.
+///
+/// # Errors
+///
+/// The `errno` of `shmget`: `ENOENT`, `EEXIST`, `EACCES`, `EINVAL`, `ENOSPC`, `ENOMEM`, ...
+pub fn shmget(key: libc::key_t, size: usize, flags: libc::c_int) -> SysResult<libc::c_int> {
+    // SAFETY: shmget takes plain values and touches no memory of ours.
+    check(unsafe { libc::shmget(key, size, flags) }, "shmget")
+}
+
+/// `shmat(id, NULL, flags)`: maps the segment at an address the kernel chooses.
+///
+/// The returned memory is shared with every other process attached to the segment; reading
+/// or writing it is up to the caller's own synchronisation.
+///
+/// # Errors
+///
+/// The `errno` of `shmat`: `EACCES`, `EINVAL` (no such id), `EIDRM`, `ENOMEM`.
+pub fn attach(id: libc::c_int, flags: libc::c_int) -> SysResult<NonNull<libc::c_void>> {
+    // SAFETY: with a null address the kernel picks an unused range, so no existing mapping
+    // of this process is replaced.
+    let ptr = unsafe { libc::shmat(id, std::ptr::null(), flags) };
+    if ptr as isize == -1 {
+        return Err(SysError::last("shmat"));
+    }
+    NonNull::new(ptr).ok_or(SysError {
+        call: "shmat",
+        errno: crate::Errno::EINVAL,
+    })
+}
+
+/// `shmdt(2)`: unmaps a segment attached with [`attach`].
+///
+/// # Errors
+///
+/// `EINVAL` when nothing is attached at `addr`.
+///
+/// # Safety
+///
+/// `addr` must be an address returned by [`attach`] in this process and not yet detached,
+/// and no reference into that memory may be used after this call.
+pub unsafe fn detach(addr: NonNull<libc::c_void>) -> SysResult<()> {
+    // SAFETY: the caller guarantees that `addr` is a live attachment nobody uses afterwards.
+    check(unsafe { libc::shmdt(addr.as_ptr()) }, "shmdt").map(drop)
+}
+
+/// `shmctl(id, IPC_STAT)`: the segment's size, owner, mode, attach count and creator pid.
+///
+/// # Errors
+///
+/// `EINVAL` (no such id), `EACCES` (no read permission).
+pub fn stat(id: libc::c_int) -> SysResult<libc::shmid_ds> {
+    // SAFETY: shmid_ds is plain old data; all-zero is a valid value.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: IPC_STAT writes one shmid_ds into the buffer we own.
+    let ret = unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) };
+    check(ret, "shmctl(IPC_STAT)")?;
+    Ok(ds)
+}
+
+/// `shmctl(id, IPC_SET)`: changes the owner uid/gid and mode bits from `ds`.
+///
+/// # Errors
+///
+/// `EPERM` (not the owner), `EINVAL` (no such id).
+pub fn set(id: libc::c_int, ds: &libc::shmid_ds) -> SysResult<()> {
+    let mut copy = *ds;
+    // SAFETY: IPC_SET only reads the shmid_ds we pass.
+    let ret = unsafe { libc::shmctl(id, libc::IPC_SET, &mut copy) };
+    check(ret, "shmctl(IPC_SET)").map(drop)
+}
+
+/// `shmctl(id, IPC_RMID)`: marks the segment for removal. The key is free at once; the memory
+/// goes when the last process detaches.
+///
+/// # Errors
+///
+/// `EPERM` (not the owner or creator), `EINVAL` (no such id, or already removed).
+pub fn remove(id: libc::c_int) -> SysResult<()> {
+    // SAFETY: IPC_RMID ignores the buffer argument.
+    let ret = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    check(ret, "shmctl(IPC_RMID)").map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Errno, IPC_PRIVATE};
+
+    #[test]
+    fn private_segment_round_trip() {
+        let id = shmget(IPC_PRIVATE, 100, libc::IPC_CREAT | 0o600).unwrap();
+        let ds = stat(id).unwrap();
+        assert_eq!(ds.shm_segsz, 100);
+        assert_eq!(ds.shm_perm.mode & 0o777, 0o600);
+        let addr = attach(id, 0).unwrap();
+        assert_eq!(stat(id).unwrap().shm_nattch, 1);
+        // SAFETY: `addr` was attached above and is not used after this.
+        unsafe { detach(addr) }.unwrap();
+        remove(id).unwrap();
+        assert_eq!(stat(id).unwrap_err().errno, Errno::EINVAL);
+        assert_eq!(remove(id).unwrap_err().call, "shmctl(IPC_RMID)");
+    }
+
+    #[test]
+    fn missing_key_is_enoent() {
+        let err = shmget(0x7e57_0001, 0, 0).unwrap_err();
+        assert_eq!(
+            err,
+            SysError {
+                call: "shmget",
+                errno: Errno::ENOENT
+            }
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! Typed System V shared memory between processes: validated, crash-safe, with
+//! cross-process locks.
+//!
+//! One process creates a segment holding a value of type `T` under a key; other processes
+//! attach by the same key; every access goes through a lock that works across processes and
+//! survives a holder's death.
+//!
+//! ```
+//! use neocortex::{Cortex, Semaphore};
+//!
+//! # let key = 0x4e43_0001;
+//! // Creating a segment of shared memory (removed when `cortex_1` drops).
+//! let data: f64 = 42.0;
+//! let cortex_1: Cortex<_, Semaphore> = Cortex::new(key, data, None)?;
+//! assert_eq!(cortex_1.read()?, 42.0);
+//!
+//! // Attaching to it (from this or any other process) names the type; it is checked.
+//! let cortex_2: Cortex<f64, Semaphore> = Cortex::attach(key)?;
+//! assert_eq!(cortex_1.read()?, cortex_2.read()?);
+//!
+//! cortex_2.write(12.34)?;
+//! assert_eq!(cortex_1.read()?, 12.34);
+//! # Ok::<(), neocortex::CortexError>(())
+//! ```
+//!
+//! Permissions: `None` means [`SemaphorePermission::OwnerOnly`] (mode `0600`), for the
+//! segment and the lock alike.
+//!
+//! ```
+//! use neocortex::{Cortex, Semaphore, SemaphorePermission, SemaphoreSettings};
+//!
+//! # let key = 0x4e43_0002;
+//! let settings = SemaphoreSettings { mode: SemaphorePermission::OwnerAndGroup };
+//! let cortex: Cortex<_, Semaphore> = Cortex::new(key, 42.0_f64, Some(&settings))?;
+//! # Ok::<(), neocortex::CortexError>(())
+//! ```
+//!
+//! Guards give access in place, and tell when a previous holder died mid-update:
+//!
+//! ```
+//! use neocortex::{Cortex, CortexBuilder, Semaphore};
+//!
+//! let cortex: Cortex<[u64; 4], Semaphore> =
+//!     CortexBuilder::new([0; 4]).random_key().with_default_lock()?;
+//! {
+//!     let mut guard = cortex.lock()?;
+//!     if guard.owner_died() {
+//!         *guard = [0; 4]; // repair
+//!         guard.mark_consistent();
+//!     }
+//!     guard[0] += 1;
+//! }
+//! let sum = cortex.update(|v| {
+//!     v[1] = 2;
+//!     v.iter().sum::<u64>()
+//! })?;
+//! assert_eq!(sum, 3);
+//! # Ok::<(), neocortex::CortexError>(())
+//! ```
+//!
+//! Only [`ShmSafe`] types go into a segment. These do not compile:
+//!
+//! ```compile_fail
+//! let c: neocortex::Cortex<String, neocortex::Semaphore> = neocortex::Cortex::attach(1).unwrap();
+//! ```
+//!
+//! ```compile_fail
+//! let c: neocortex::Cortex<&'static u8, neocortex::Semaphore> = neocortex::Cortex::attach(1).unwrap();
+//! ```
+//!
+//! ```compile_fail
+//! let c: neocortex::Cortex<bool, neocortex::Semaphore> = neocortex::Cortex::attach(1).unwrap();
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | gives |
+//! |---|---|---|
+//! | `semaphore` | yes | [`Semaphore`], [`SemaphoreSettings`], [`SemaphorePermission`] |
+//!
+//! Without features, the crate still gives [`Cortex`] and the [`CortexSync`] trait, for a
+//! lock of your own.
+#![forbid(unsafe_code)]
+
+pub use neocortex_core::{
+    header, marker, shm_safe, Cortex, CortexBuilder, CortexError, CortexGuard, CortexReadGuard,
+    CortexResult, CortexSync, ErrorKind, Key, Leftover, Permission, Remaining, ShmSafe, Wait,
+    ATTACH_INIT_WAIT,
+};
+#[cfg(feature = "semaphore")]
+pub use neocortex_sync::{Semaphore, SemaphorePermission, SemaphoreSettings, SemaphoreState};
+
+/// The names most programs need.
+pub mod prelude {
+    pub use neocortex_core::{
+        Cortex, CortexBuilder, CortexError, CortexResult, ErrorKind, ShmSafe,
+    };
+    #[cfg(feature = "semaphore")]
+    pub use neocortex_sync::{Semaphore, SemaphorePermission, SemaphoreSettings};
+}
