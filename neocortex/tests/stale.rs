@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use common::{assert_gone, fork, park, unique_key, Exit, Pipe};
 use neocortex::{Cortex, ErrorKind, Semaphore};
@@ -33,10 +32,8 @@ fn creator_killed_before_writing_the_header_is_reclaimed() {
         Err(_) => 2,
     });
     child.expect_success("shmget then exit");
-    let start = Instant::now();
     let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
-    assert!(start.elapsed() < Duration::from_millis(400), "a dead creator is not waited for");
     assert!(err.to_string().contains("died before finishing"), "{err}");
     let stale_id = shm::shmget(key, 0, 0).unwrap();
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 3, None).unwrap();

@@ -1,0 +1,83 @@
+//! Segments are owner-only by default: another user is refused, and a wider mode lets it in.
+
+mod common;
+
+use common::{assert_gone, fork, unique_key};
+use neocortex::{Cortex, ErrorKind, Semaphore, SemaphorePermission, SemaphoreSettings};
+
+const NOBODY: libc::uid_t = 65534;
+
+/// Drops this (child) process to uid/gid 65534 with no supplementary groups.
+fn become_nobody() -> bool {
+    // SAFETY: plain credential calls in a forked child that owns its credentials.
+    unsafe { libc::setgroups(0, std::ptr::null()) == 0 && libc::setgid(NOBODY) == 0 && libc::setuid(NOBODY) == 0 }
+}
+
+/// Runs `attach` as uid 65534 and returns the exit code: 0 attached and wrote, 10 + kind
+/// index on an error, 2 when privileges could not be dropped.
+fn attach_as_nobody(key: i32) -> common::Exit {
+    let child = fork(move || {
+        if !become_nobody() {
+            return 2;
+        }
+        match Cortex::<u64, Semaphore>::attach(key) {
+            Ok(c) => match c.write(5) {
+                Ok(()) => 0,
+                Err(_) => 3,
+            },
+            Err(e) if e.kind() == ErrorKind::PermissionDenied && !e.is_dirty() => 10,
+            Err(_) => 11,
+        }
+    });
+    child.wait()
+}
+
+#[test]
+fn another_user_is_refused_a_default_segment() {
+    // SAFETY: getuid takes nothing.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: dropping to uid {NOBODY} needs root");
+        return;
+    }
+    let key = unique_key("another_user_is_refused");
+    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
+    assert_eq!(attach_as_nobody(key), common::Exit::Code(10));
+    assert_eq!(cortex.read().unwrap(), 1, "nothing written by the refused user");
+    let ids = (cortex.segment_id(), cortex.raw_lock().id());
+    drop(cortex);
+    assert_gone(key, &[ids.0], &[ids.1]);
+}
+
+#[test]
+fn a_mode_for_others_lets_another_user_in() {
+    // SAFETY: getuid takes nothing.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: dropping to uid {NOBODY} needs root");
+        return;
+    }
+    let key = unique_key("a_mode_for_others");
+    let settings = SemaphoreSettings { mode: SemaphorePermission::ReadWriteForOthers };
+    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, Some(&settings)).unwrap();
+    assert_eq!(attach_as_nobody(key), common::Exit::Code(0));
+    assert_eq!(cortex.read().unwrap(), 5, "the other user wrote through the lock");
+    let ids = (cortex.segment_id(), cortex.raw_lock().id());
+    drop(cortex);
+    assert_gone(key, &[ids.0], &[ids.1]);
+}
+
+#[test]
+fn read_only_for_others_keeps_others_from_writing() {
+    // SAFETY: getuid takes nothing.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: dropping to uid {NOBODY} needs root");
+        return;
+    }
+    let key = unique_key("read_only_for_others");
+    let settings = SemaphoreSettings { mode: SemaphorePermission::ReadOnlyForOthers };
+    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, Some(&settings)).unwrap();
+    assert_eq!(attach_as_nobody(key), common::Exit::Code(10));
+    assert_eq!(cortex.read().unwrap(), 1);
+    let ids = (cortex.segment_id(), cortex.raw_lock().id());
+    drop(cortex);
+    assert_gone(key, &[ids.0], &[ids.1]);
+}
