@@ -9,6 +9,7 @@ use neocortex_sys::process::current_pid;
 use neocortex_sys::{shm, Errno, SysError};
 
 use crate::error::{CortexError, CortexResult, ErrorKind, Leftover};
+use crate::failpoints;
 use crate::guard::{CortexGuard, CortexReadGuard};
 use crate::header::{Descriptor, Header, InitState, Mismatch, Name, SegmentLayout};
 use crate::key::Key;
@@ -211,7 +212,9 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         settings: &L::Settings,
         init: impl FnOnce(&mut T),
     ) -> CortexResult<Self> {
-        let map = match Mapping::attach(id, expected.layout.total_size) {
+        let attached = failpoints::hit("create.shmat", "shmat")
+            .and_then(|()| Mapping::attach(id, expected.layout.total_size));
+        let map = match attached {
             Ok(map) => map,
             Err(e) => {
                 return Err(remove_after_failure(
@@ -232,17 +235,23 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         };
         let header = map.header();
         header.begin(expected, ProcessIdentity::current());
+        failpoints::reach("create.after_header");
         // SAFETY: the layout was computed for L::State, so the offset is aligned and inside
         // the fresh zero-filled segment; zero is a valid L::State (ShmSafe).
         let state = unsafe { map.at::<L::State>(expected.layout.lock_offset).as_ref() };
-        let lock = L::create(key, state, settings).map_err(|e| creation.fail(e))?;
+        let lock = failpoints::hit("create.lock", "create lock")
+            .map_err(|e| CortexError::clean("create lock", key, e))
+            .and_then(|()| L::create(key, state, settings))
+            .map_err(|e| creation.fail(e))?;
         creation.lock_made.set(true);
+        failpoints::reach("create.after_lock");
         // SAFETY: the segment is fresh and private to this process until `publish`: nobody
         // else can hold the lock or a reference to the value. The offset is aligned for T and
         // inside the segment (computed by SegmentLayout for this T), and the kernel zero-fills
         // new segments, a valid T because T: ShmSafe.
         let value = unsafe { map.at::<T>(expected.layout.data_offset).as_mut() };
         init(value);
+        failpoints::reach("create.before_publish");
         header.publish();
         creation.done.set(true);
         drop(creation);
@@ -260,7 +269,9 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     fn create_segment(key: Key, size: usize, mode: libc::c_int) -> CortexResult<i32> {
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode;
         for _ in 0..3 {
-            match shm::shmget(key.raw(), size, flags) {
+            match failpoints::hit("create.shmget", "shmget")
+                .and_then(|()| shm::shmget(key.raw(), size, flags))
+            {
                 Ok(id) => return Ok(id),
                 Err(e) if e.errno == Errno::EEXIST => match Self::inspect(key) {
                     Occupant::Gone => continue,
@@ -427,20 +438,13 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         let removed = shm::remove(id);
         // SAFETY: last use of this mapping; `header` and `state` are not used afterwards.
         let unmapped = unsafe { map.unmap(key, "reclaim stale segment") };
-        result?;
-        match removed {
-            Ok(()) => {}
-            Err(e) if e.errno == Errno::EINVAL || e.errno == Errno::EIDRM => {}
-            Err(e) => {
-                return Err(CortexError::dirty(
-                    "reclaim stale segment",
-                    key,
-                    e,
-                    vec![Leftover::Segment(id)],
-                ))
-            }
-        }
-        unmapped
+        let removed = match removed {
+            Err(e) if e.errno != Errno::EINVAL && e.errno != Errno::EIDRM => Err(
+                CortexError::dirty("reclaim stale segment", key, e, vec![Leftover::Segment(id)]),
+            ),
+            _ => Ok(()),
+        };
+        CortexError::combine([result, removed, unmapped])
     }
 
     /// Removes the segment on `key` and its lock, but only if it is stale: its creator is
@@ -482,12 +486,30 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     /// `NotFound`, `PermissionDenied`, `LayoutMismatch` (another type or lock, or not a
     /// neocortex segment: left untouched), `NotInitialized`, or the lock's attach error.
     pub fn attach(key: i32) -> CortexResult<Self> {
-        let key = Key(key);
+        Self::attach_checked(Key(key), None)
+    }
+
+    /// [`attach`](Self::attach) to a segment created by the user `uid`.
+    ///
+    /// Plain `attach` trusts only segments created by this process's user or by root, so that
+    /// another user who squats on the key first (with a forged header) is refused. Use this
+    /// when segments are shared between users on purpose.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach`](Self::attach).
+    pub fn attach_from_user(key: i32, uid: u32) -> CortexResult<Self> {
+        Self::attach_checked(Key(key), Some(uid))
+    }
+
+    fn attach_checked(key: Key, trusted_uid: Option<u32>) -> CortexResult<Self> {
         Self::check_key(key)?;
         let (expected, _) = Self::plan(key)?;
         // Ask for read and write access so the kernel refuses early (the bits are checked
         // against the segment's mode for our user, group or others).
-        let id = shm::shmget(key.raw(), 0, 0o600).map_err(|e| {
+        let looked_up = failpoints::hit("attach.shmget", "shmget")
+            .and_then(|()| shm::shmget(key.raw(), 0, 0o600));
+        let id = looked_up.map_err(|e| {
             let hint = match e.errno {
                 Errno::ENOENT => "nothing is on the key: create it first, or its owner removed it",
                 Errno::EACCES => "the segment's mode does not give this user read and write access",
@@ -496,6 +518,17 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
             CortexError::clean_with_hint("attach", key, ErrorKind::from_errno(e.errno), e, hint)
         })?;
         let ds = shm::stat(id).map_err(|e| CortexError::clean("attach", key, e))?;
+        let creator_uid = ds.shm_perm.cuid;
+        let me = neocortex_sys::process::effective_uid();
+        if creator_uid != me && creator_uid != 0 && Some(creator_uid) != trusted_uid {
+            return Err(CortexError::ForeignSegment {
+                key,
+                reason: format!(
+                    "it was created by uid {creator_uid}, not by this user (uid {me}) or root; \
+                     if it is shared on purpose, use Cortex::attach_from_user(key, {creator_uid})"
+                ),
+            });
+        }
         let real_size = ds.shm_segsz as u64;
         if real_size < size_of::<Header>() as u64 {
             return Err(CortexError::ForeignSegment {
@@ -505,6 +538,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         }
         let map =
             Mapping::attach(id, real_size).map_err(|e| CortexError::clean("attach", key, e))?;
+        failpoints::reach("attach.before_validate");
         match Self::validate(key, &map, &expected, ds.shm_cpid) {
             Ok(lock) => Ok(Self {
                 key,
@@ -774,8 +808,11 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     }
 
     fn remove_and_unmap(&self, op: &'static str) -> CortexResult<()> {
+        failpoints::reach("drop.before_remove");
         let lock = L::destroy(self.key, self.lock_state());
-        let segment = match shm::remove(self.map.id) {
+        let removed = failpoints::hit("drop.rmid", "shmctl(IPC_RMID)")
+            .and_then(|()| shm::remove(self.map.id));
+        let segment = match removed {
             Ok(()) => Ok(()),
             Err(e) if e.errno == Errno::EINVAL || e.errno == Errno::EIDRM => {
                 tracing::warn!(key = %self.key, shmid = self.map.id, "segment was already removed from outside");
@@ -790,7 +827,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         };
         // SAFETY: called once, from `remove` or `drop`, after which the mapping is not used.
         let unmap = unsafe { self.map.unmap(self.key, op) };
-        lock.and(segment).and(unmap)
+        CortexError::combine([lock, segment, unmap])
     }
 }
 
@@ -838,7 +875,8 @@ fn remove_after_failure(
     cause: SysError,
     mut leftovers: Vec<Leftover>,
 ) -> CortexError {
-    match shm::remove(id) {
+    match failpoints::hit("create.rollback_rmid", "shmctl(IPC_RMID)").and_then(|()| shm::remove(id))
+    {
         Ok(()) if leftovers.is_empty() => CortexError::clean(op, key, cause),
         Ok(()) => CortexError::dirty(op, key, cause, leftovers),
         Err(_) => {
@@ -887,7 +925,10 @@ impl<T: ShmSafe, L: CortexSync> Creation<'_, T, L> {
                 }
             }
         }
-        if shm::remove(map.id).is_err() {
+        if failpoints::hit("create.rollback_rmid", "shmctl(IPC_RMID)")
+            .and_then(|()| shm::remove(map.id))
+            .is_err()
+        {
             left.push(Leftover::Segment(map.id));
         }
         // SAFETY: a failed creation never hands out the mapping; this is its last use (the

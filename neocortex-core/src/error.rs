@@ -282,6 +282,46 @@ impl CortexError {
         }
     }
 
+    /// Combines the results of several cleanup steps into one: the first error, made dirty
+    /// with the leftovers of every failed step, so that nothing left behind goes unnamed.
+    pub(crate) fn combine(results: impl IntoIterator<Item = CortexResult<()>>) -> CortexResult<()> {
+        let mut first: Option<Self> = None;
+        let mut leftovers = Vec::new();
+        for result in results {
+            if let Err(e) = result {
+                leftovers.extend_from_slice(e.leftovers());
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) if leftovers.len() == e.leftovers().len() => Err(e),
+            Some(
+                Self::CleanSystem {
+                    op,
+                    key,
+                    kind,
+                    source,
+                    ..
+                }
+                | Self::DirtySystem {
+                    op,
+                    key,
+                    kind,
+                    source,
+                    ..
+                },
+            ) => Err(Self::DirtySystem {
+                op,
+                key,
+                kind,
+                leftovers: Leftovers(leftovers),
+                source,
+            }),
+            Some(other) => Err(other),
+        }
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -396,6 +436,32 @@ mod tests {
             source.as_deref(),
             Some("shmget failed: Operation not permitted (os error 1)")
         );
+    }
+
+    #[test]
+    fn combine_names_every_leftover() {
+        assert!(CortexError::combine([Ok(()), Ok(())]).is_ok());
+        let sem = CortexError::dirty(
+            "drop",
+            Key(1),
+            sys(Errno::EPERM),
+            vec![Leftover::SemaphoreSet(4)],
+        );
+        let shm = CortexError::dirty(
+            "drop",
+            Key(1),
+            sys(Errno::EPERM),
+            vec![Leftover::Segment(5)],
+        );
+        let e = CortexError::combine([Err(sem), Ok(()), Err(shm)]).unwrap_err();
+        assert_eq!(
+            e.leftovers(),
+            &[Leftover::SemaphoreSet(4), Leftover::Segment(5)]
+        );
+        assert!(e.is_dirty());
+        let clean = CortexError::clean("drop", Key(1), sys(Errno::EINVAL));
+        let e = CortexError::combine([Err(clean)]).unwrap_err();
+        assert!(!e.is_dirty());
     }
 
     #[test]

@@ -40,6 +40,7 @@ impl<'a, T: ShmSafe, L: CortexSync> CortexGuard<'a, T, L> {
         let pid = current_pid();
         let header = cortex.header();
         header.take_holder(pid);
+        crate::failpoints::reach("lock.acquired");
         Ok(Self {
             cortex,
             pid,

@@ -24,6 +24,7 @@ mod builder;
 #[expect(unsafe_code, reason = "turns segment addresses into references")]
 mod cortex;
 mod error;
+pub mod failpoints;
 #[expect(unsafe_code, reason = "turns segment addresses into references")]
 mod guard;
 pub mod header;

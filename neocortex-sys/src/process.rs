@@ -45,6 +45,18 @@ pub fn pid_exists(pid: libc::pid_t) -> bool {
     ret == 0 || SysError::last("kill").errno != Errno::ESRCH
 }
 
+/// The effective user id.
+pub fn effective_uid() -> libc::uid_t {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Sends `SIGKILL` to the calling process (used by fault-injection tests).
+pub fn kill_self() {
+    // SAFETY: kill with our own pid and a valid signal number.
+    unsafe { libc::kill(current_pid(), libc::SIGKILL) };
+}
+
 /// Clock ticks per second, the unit of start times in `/proc/<pid>/stat`.
 pub fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf takes a plain value.

@@ -98,3 +98,8 @@ pub mod prelude {
     #[cfg(feature = "semaphore")]
     pub use neocortex_sync::{Semaphore, SemaphorePermission, SemaphoreSettings};
 }
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

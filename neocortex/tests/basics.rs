@@ -5,7 +5,9 @@ mod common;
 use std::sync::Arc;
 
 use common::{assert_gone, fork, unique_key};
-use neocortex::{Cortex, CortexBuilder, ErrorKind, Semaphore, SemaphorePermission, SemaphoreSettings};
+use neocortex::{
+    Cortex, CortexBuilder, ErrorKind, Semaphore, SemaphorePermission, SemaphoreSettings,
+};
 
 fn ids(c: &Cortex<impl neocortex::ShmSafe, Semaphore>) -> (Vec<i32>, Vec<i32>) {
     (vec![c.segment_id()], vec![c.raw_lock().id()])
@@ -28,10 +30,20 @@ fn seed_readme_example() {
 #[test]
 fn seed_readme_permissions_govern_segment_and_lock() {
     let key = unique_key("seed_readme_permissions");
-    let settings = SemaphoreSettings { mode: SemaphorePermission::OwnerAndGroup };
+    let settings = SemaphoreSettings {
+        mode: SemaphorePermission::OwnerAndGroup,
+    };
     let cortex: Cortex<_, Semaphore> = Cortex::new(key, 42.0_f64, Some(&settings)).unwrap();
-    let shm_mode = neocortex_sys::shm::stat(cortex.segment_id()).unwrap().shm_perm.mode & 0o777;
-    let sem_mode = neocortex_sys::sem::stat(cortex.raw_lock().id()).unwrap().sem_perm.mode & 0o777;
+    let shm_mode = neocortex_sys::shm::stat(cortex.segment_id())
+        .unwrap()
+        .shm_perm
+        .mode
+        & 0o777;
+    let sem_mode = neocortex_sys::sem::stat(cortex.raw_lock().id())
+        .unwrap()
+        .sem_perm
+        .mode
+        & 0o777;
     assert_eq!((shm_mode, sem_mode), (0o660, 0o660));
     let (shm, sem) = ids(&cortex);
     drop(cortex);
@@ -39,8 +51,16 @@ fn seed_readme_permissions_govern_segment_and_lock() {
 
     // The default is owner-only, never world-writable.
     let cortex: Cortex<_, Semaphore> = Cortex::new(key, 1u8, None).unwrap();
-    let shm_mode = neocortex_sys::shm::stat(cortex.segment_id()).unwrap().shm_perm.mode & 0o777;
-    let sem_mode = neocortex_sys::sem::stat(cortex.raw_lock().id()).unwrap().sem_perm.mode & 0o777;
+    let shm_mode = neocortex_sys::shm::stat(cortex.segment_id())
+        .unwrap()
+        .shm_perm
+        .mode
+        & 0o777;
+    let sem_mode = neocortex_sys::sem::stat(cortex.raw_lock().id())
+        .unwrap()
+        .sem_perm
+        .mode
+        & 0o777;
     assert_eq!((shm_mode, sem_mode), (0o600, 0o600));
     let (shm, sem) = ids(&cortex);
     drop(cortex);
@@ -68,7 +88,11 @@ fn second_process_attaches_reads_and_writes() {
         0
     });
     child.expect_success("attach, read 7, write 99");
-    assert_eq!(cortex.read().unwrap(), 99, "the child's write is visible here");
+    assert_eq!(
+        cortex.read().unwrap(),
+        99,
+        "the child's write is visible here"
+    );
     // The attacher's exit only detached: the segment is still ours and usable.
     cortex.write(100).unwrap();
     let (shm, sem) = ids(&cortex);
@@ -86,7 +110,10 @@ fn attach_after_owner_dropped_is_not_found() {
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(!err.is_dirty());
     let text = err.to_string();
-    assert!(text.contains(&format!("key {key}")) && text.contains("shmget"), "{text}");
+    assert!(
+        text.contains(&format!("key {key}")) && text.contains("shmget"),
+        "{text}"
+    );
     assert_gone(key, &shm, &sem);
 }
 
@@ -125,7 +152,13 @@ fn twenty_threads_attach_at_once() {
         t.join().unwrap();
     }
     assert_eq!(cortex.read().unwrap(), 20);
-    assert_eq!(neocortex_sys::shm::stat(cortex.segment_id()).unwrap().shm_nattch, 1, "every attacher detached");
+    assert_eq!(
+        neocortex_sys::shm::stat(cortex.segment_id())
+            .unwrap()
+            .shm_nattch,
+        1,
+        "every attacher detached"
+    );
     let (shm, sem) = ids(&cortex);
     drop(cortex);
     assert_gone(key, &shm, &sem);
@@ -153,7 +186,9 @@ fn forked_child_never_releases_or_removes_what_its_parent_owns() {
             drop((*cortex).take());
         }
         // Checked while this child lives: its own exit would undo a wrong release.
-        let Ok(c) = Cortex::<u64, Semaphore>::attach(key) else { return 2 };
+        let Ok(c) = Cortex::<u64, Semaphore>::attach(key) else {
+            return 2;
+        };
         let code = match c.try_lock() {
             Ok(None) => 0,    // still held by the parent, as it should be
             Ok(Some(_)) => 3, // the child released the parent's lock
@@ -173,16 +208,37 @@ fn forked_child_never_releases_or_removes_what_its_parent_owns() {
 #[test]
 fn builder_with_key_random_key_and_settings() {
     let key = unique_key("builder_with_key");
-    let a = CortexBuilder::new(42.0_f64).key(key).with_default_lock::<Semaphore>().unwrap();
+    let a = CortexBuilder::new(42.0_f64)
+        .key(key)
+        .with_default_lock::<Semaphore>()
+        .unwrap();
     assert_eq!(a.key(), key);
     assert!(a.is_owner());
-    let settings = SemaphoreSettings { mode: SemaphorePermission::OwnerAndGroup };
-    let b = CortexBuilder::new(7u32).random_key().with_lock::<Semaphore>(&settings).unwrap();
+    let settings = SemaphoreSettings {
+        mode: SemaphorePermission::OwnerAndGroup,
+    };
+    let b = CortexBuilder::new(7u32)
+        .random_key()
+        .with_lock::<Semaphore>(&settings)
+        .unwrap();
     assert_ne!(b.key(), 0);
-    assert_eq!(Cortex::<u32, Semaphore>::attach(b.key()).unwrap().read().unwrap(), 7);
-    let err = CortexBuilder::new(1.0_f64).key(key).with_default_lock::<Semaphore>().unwrap_err();
+    assert_eq!(
+        Cortex::<u32, Semaphore>::attach(b.key())
+            .unwrap()
+            .read()
+            .unwrap(),
+        7
+    );
+    let err = CortexBuilder::new(1.0_f64)
+        .key(key)
+        .with_default_lock::<Semaphore>()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
-    let (k2, shm, sem) = (b.key(), [a.segment_id(), b.segment_id()], [a.raw_lock().id(), b.raw_lock().id()]);
+    let (k2, shm, sem) = (
+        b.key(),
+        [a.segment_id(), b.segment_id()],
+        [a.raw_lock().id(), b.raw_lock().id()],
+    );
     drop((a, b));
     assert_gone(key, &shm, &sem);
     assert_gone(k2, &[], &[]);
@@ -195,8 +251,18 @@ fn force_ownership_adopts_a_kept_segment() {
     let (shm, sem) = ids(&first);
     first.detach().unwrap();
     // Kept alive past its creator's handle.
-    assert_eq!(Cortex::<u64, Semaphore>::attach(key).unwrap().read().unwrap(), 1);
-    let adopted = CortexBuilder::new(2u64).key(key).force_ownership().with_default_lock::<Semaphore>().unwrap();
+    assert_eq!(
+        Cortex::<u64, Semaphore>::attach(key)
+            .unwrap()
+            .read()
+            .unwrap(),
+        1
+    );
+    let adopted = CortexBuilder::new(2u64)
+        .key(key)
+        .force_ownership()
+        .with_default_lock::<Semaphore>()
+        .unwrap();
     assert!(adopted.is_owner());
     assert_eq!(adopted.segment_id(), shm[0], "the same segment, adopted");
     assert_eq!(adopted.read().unwrap(), 2);
@@ -231,7 +297,13 @@ fn key_zero_is_refused() {
 fn negative_keys_work() {
     let key = -unique_key("negative_keys_work");
     let c: Cortex<i64, Semaphore> = Cortex::new(key, -5, None).unwrap();
-    assert_eq!(Cortex::<i64, Semaphore>::attach(key).unwrap().read().unwrap(), -5);
+    assert_eq!(
+        Cortex::<i64, Semaphore>::attach(key)
+            .unwrap()
+            .read()
+            .unwrap(),
+        -5
+    );
     let (shm, sem) = ids(&c);
     drop(c);
     assert_gone(key, &shm, &sem);

@@ -28,7 +28,9 @@ pub fn four_processes_lose_no_update<L: CortexSync>(name: &str) {
     let children: Vec<_> = (0..4)
         .map(|_| {
             fork(|| {
-                let Ok(c) = Counter::<L>::attach(key) else { return 2 };
+                let Ok(c) = Counter::<L>::attach(key) else {
+                    return 2;
+                };
                 start.recv();
                 for i in 0..PER_CHILD {
                     let Ok(mut g) = c.lock() else { return 3 };
@@ -57,7 +59,9 @@ pub fn release_on_drop_and_on_panic<L: CortexSync>(name: &str) {
     let cortex: Counter<L> = Cortex::new(key, 0, None).unwrap();
     drop(cortex.lock().unwrap());
     let child = fork(move || {
-        let Ok(c) = Counter::<L>::attach(key) else { return 2 };
+        let Ok(c) = Counter::<L>::attach(key) else {
+            return 2;
+        };
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut g = c.lock().unwrap();
             *g = 13;
@@ -70,7 +74,10 @@ pub fn release_on_drop_and_on_panic<L: CortexSync>(name: &str) {
     });
     child.expect_success("panic holding the lock");
     let mut guard = cortex.try_lock().unwrap().expect("released by unwinding");
-    assert!(guard.owner_died(), "a panic inside the critical section is reported");
+    assert!(
+        guard.owner_died(),
+        "a panic inside the critical section is reported"
+    );
     assert_eq!(*guard, 13);
     *guard = 0;
     guard.mark_consistent();
@@ -87,7 +94,9 @@ pub fn holder_killed_mid_update<L: CortexSync>(name: &str) {
     let cortex: Counter<L> = Cortex::new(key, 100, None).unwrap();
     let holding = Pipe::new();
     let child = fork(|| {
-        let Ok(c) = Counter::<L>::attach(key) else { return 2 };
+        let Ok(c) = Counter::<L>::attach(key) else {
+            return 2;
+        };
         let Ok(mut g) = c.lock() else { return 3 };
         *g = 101; // half of an update
         holding.send(1);
@@ -104,7 +113,10 @@ pub fn holder_killed_mid_update<L: CortexSync>(name: &str) {
     drop(guard);
     let err = cortex.read().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OwnerDied, "{err}");
-    assert_eq!(cortex.update(|v| *v).unwrap_err().kind(), ErrorKind::OwnerDied);
+    assert_eq!(
+        cortex.update(|v| *v).unwrap_err().kind(),
+        ErrorKind::OwnerDied
+    );
     let mut guard = cortex.lock().unwrap();
     assert!(guard.owner_died(), "still reported until repaired");
     *guard = 100;
@@ -120,7 +132,9 @@ pub fn write_repairs_after_owner_death<L: CortexSync>(name: &str) {
     let key = unique_key(name);
     let cortex: Counter<L> = Cortex::new(key, 1, None).unwrap();
     let child = fork(move || {
-        let Ok(c) = Counter::<L>::attach(key) else { return 2 };
+        let Ok(c) = Counter::<L>::attach(key) else {
+            return 2;
+        };
         let Ok(g) = c.lock() else { return 3 };
         std::mem::forget(g);
         // SAFETY: ends the child at once, still holding the lock.
@@ -140,7 +154,9 @@ pub fn try_and_timeout_while_held<L: CortexSync>(name: &str) {
     let holding = Pipe::new();
     let release = Pipe::new();
     let child = fork(|| {
-        let Ok(c) = Counter::<L>::attach(key) else { return 2 };
+        let Ok(c) = Counter::<L>::attach(key) else {
+            return 2;
+        };
         let Ok(g) = c.lock() else { return 3 };
         holding.send(1);
         release.recv();
@@ -149,13 +165,19 @@ pub fn try_and_timeout_while_held<L: CortexSync>(name: &str) {
     });
     holding.recv();
     assert!(cortex.try_lock().unwrap().is_none());
-    assert!(cortex.try_lock_shared().unwrap().is_none(), "no reader while a writer holds it");
+    assert!(
+        cortex.try_lock_shared().unwrap().is_none(),
+        "no reader while a writer holds it"
+    );
     for timeout in [Duration::ZERO, Duration::from_millis(200)] {
         let start = Instant::now();
         let err = cortex.lock_timeout(timeout).unwrap_err();
         let waited = start.elapsed();
         assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-        assert!(waited >= timeout, "gave up after {waited:?}, before {timeout:?}");
+        assert!(
+            waited >= timeout,
+            "gave up after {waited:?}, before {timeout:?}"
+        );
         assert!(err.to_string().contains(&format!("{timeout:?}")), "{err}");
     }
     release.send(1);
@@ -171,7 +193,9 @@ pub fn stopped_and_continued_waiter_gets_the_lock<L: CortexSync>(name: &str) {
     let guard = cortex.lock().unwrap();
     let waiting = Pipe::new();
     let child = fork(|| {
-        let Ok(c) = Counter::<L>::attach(key) else { return 2 };
+        let Ok(c) = Counter::<L>::attach(key) else {
+            return 2;
+        };
         waiting.send(1);
         // One waiter without a timeout, then one with.
         match c.lock() {
@@ -203,7 +227,9 @@ pub fn waiter_killed_while_waiting<L: CortexSync>(name: &str) {
     let guard = cortex.lock().unwrap();
     let waiting = Pipe::new();
     let child = fork(|| {
-        let Ok(c) = Counter::<L>::attach(key) else { return 2 };
+        let Ok(c) = Counter::<L>::attach(key) else {
+            return 2;
+        };
         waiting.send(1);
         let _g = c.lock();
         3
@@ -214,7 +240,9 @@ pub fn waiter_killed_while_waiting<L: CortexSync>(name: &str) {
     assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
     drop(guard);
     let next = fork(move || {
-        let Ok(c) = Counter::<L>::attach(key) else { return 2 };
+        let Ok(c) = Counter::<L>::attach(key) else {
+            return 2;
+        };
         let code = match c.lock_timeout(Duration::from_secs(5)) {
             Ok(g) if !g.owner_died() => 0,
             Ok(_) => 3,
@@ -226,7 +254,9 @@ pub fn waiter_killed_while_waiting<L: CortexSync>(name: &str) {
     // And still exclusive: held here, refused there.
     let _held = cortex.lock().unwrap();
     let probe = fork(move || {
-        let Ok(c) = Counter::<L>::attach(key) else { return 2 };
+        let Ok(c) = Counter::<L>::attach(key) else {
+            return 2;
+        };
         let code = match c.try_lock() {
             Ok(None) => 0,
             _ => 3,

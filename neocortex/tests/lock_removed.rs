@@ -21,7 +21,10 @@ fn every_access_after_ipcrm_is_lock_removed_and_drops_do_not_panic() {
         owner.write(2).unwrap_err(),
         other.lock().map(drop).unwrap_err(),
         other.try_lock().map(drop).unwrap_err(),
-        other.lock_timeout(Duration::from_millis(10)).map(drop).unwrap_err(),
+        other
+            .lock_timeout(Duration::from_millis(10))
+            .map(drop)
+            .unwrap_err(),
         other.update(|v| *v).unwrap_err(),
     ] {
         assert_eq!(err.kind(), ErrorKind::LockRemoved, "{err}");
@@ -29,7 +32,10 @@ fn every_access_after_ipcrm_is_lock_removed_and_drops_do_not_panic() {
         assert!(err.to_string().contains("removed"), "{err}");
     }
     // A new attacher cannot use it either.
-    assert_eq!(Cortex::<u64, Semaphore>::attach(key).unwrap_err().kind(), ErrorKind::LockRemoved);
+    assert_eq!(
+        Cortex::<u64, Semaphore>::attach(key).unwrap_err().kind(),
+        ErrorKind::LockRemoved
+    );
     drop(other);
     drop(owner); // removes the segment; the missing semaphore is only a warning
     assert_gone(key, &[shm_id], &[sem_id]);
@@ -43,7 +49,9 @@ fn a_blocked_waiter_is_woken_with_lock_removed() {
     let guard = owner.lock().unwrap();
     let waiting = Pipe::new();
     let child = fork(|| {
-        let Ok(c) = Cortex::<u64, Semaphore>::attach(key) else { return 2 };
+        let Ok(c) = Cortex::<u64, Semaphore>::attach(key) else {
+            return 2;
+        };
         waiting.send(1);
         let code = match c.lock() {
             Err(e) if e.kind() == ErrorKind::LockRemoved => 0,

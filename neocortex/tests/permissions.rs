@@ -10,7 +10,11 @@ const NOBODY: libc::uid_t = 65534;
 /// Drops this (child) process to uid/gid 65534 with no supplementary groups.
 fn become_nobody() -> bool {
     // SAFETY: plain credential calls in a forked child that owns its credentials.
-    unsafe { libc::setgroups(0, std::ptr::null()) == 0 && libc::setgid(NOBODY) == 0 && libc::setuid(NOBODY) == 0 }
+    unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(NOBODY) == 0
+            && libc::setuid(NOBODY) == 0
+    }
 }
 
 /// Runs `attach` as uid 65534 and returns the exit code: 0 attached and wrote, 10 + kind
@@ -42,7 +46,11 @@ fn another_user_is_refused_a_default_segment() {
     let key = unique_key("another_user_is_refused");
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
     assert_eq!(attach_as_nobody(key), common::Exit::Code(10));
-    assert_eq!(cortex.read().unwrap(), 1, "nothing written by the refused user");
+    assert_eq!(
+        cortex.read().unwrap(),
+        1,
+        "nothing written by the refused user"
+    );
     let ids = (cortex.segment_id(), cortex.raw_lock().id());
     drop(cortex);
     assert_gone(key, &[ids.0], &[ids.1]);
@@ -56,10 +64,16 @@ fn a_mode_for_others_lets_another_user_in() {
         return;
     }
     let key = unique_key("a_mode_for_others");
-    let settings = SemaphoreSettings { mode: SemaphorePermission::ReadWriteForOthers };
+    let settings = SemaphoreSettings {
+        mode: SemaphorePermission::ReadWriteForOthers,
+    };
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, Some(&settings)).unwrap();
     assert_eq!(attach_as_nobody(key), common::Exit::Code(0));
-    assert_eq!(cortex.read().unwrap(), 5, "the other user wrote through the lock");
+    assert_eq!(
+        cortex.read().unwrap(),
+        5,
+        "the other user wrote through the lock"
+    );
     let ids = (cortex.segment_id(), cortex.raw_lock().id());
     drop(cortex);
     assert_gone(key, &[ids.0], &[ids.1]);
@@ -73,7 +87,9 @@ fn read_only_for_others_keeps_others_from_writing() {
         return;
     }
     let key = unique_key("read_only_for_others");
-    let settings = SemaphoreSettings { mode: SemaphorePermission::ReadOnlyForOthers };
+    let settings = SemaphoreSettings {
+        mode: SemaphorePermission::ReadOnlyForOthers,
+    };
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, Some(&settings)).unwrap();
     assert_eq!(attach_as_nobody(key), common::Exit::Code(10));
     assert_eq!(cortex.read().unwrap(), 1);

@@ -27,17 +27,24 @@ fn creator_killed_before_writing_the_header_is_reclaimed() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let key = unique_key("creator_killed_before_writing_the_header");
     // The creator's first step: shmget, then death.
-    let child = fork(move || match shm::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
-        Ok(_) => 0,
-        Err(_) => 2,
-    });
+    let child =
+        fork(
+            move || match shm::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
+                Ok(_) => 0,
+                Err(_) => 2,
+            },
+        );
     child.expect_success("shmget then exit");
     let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
     assert!(err.to_string().contains("died before finishing"), "{err}");
     let stale_id = shm::shmget(key, 0, 0).unwrap();
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 3, None).unwrap();
-    assert_ne!(cortex.segment_id(), stale_id, "a fresh segment replaced the debris");
+    assert_ne!(
+        cortex.segment_id(),
+        stale_id,
+        "a fresh segment replaced the debris"
+    );
     assert!(shm::stat(stale_id).is_err(), "the debris is removed");
     let ids = (cortex.segment_id(), cortex.raw_lock().id());
     drop(cortex);
@@ -63,11 +70,20 @@ fn creator_killed_while_initialising_is_not_initialized_then_reclaimed() {
     assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
     assert!(err.to_string().contains("still running"), "{err}");
     // And `new` does not touch it.
-    assert_eq!(Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert_eq!(
+        Cortex::<u64, Semaphore>::new(key, 1, None)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::AlreadyExists
+    );
     child.signal(libc::SIGKILL);
     assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
     let orphan_sets: Vec<i32> = semaphore_sets().difference(&sets_before).copied().collect();
-    assert_eq!(orphan_sets.len(), 1, "the dead creator's semaphore set: {orphan_sets:?}");
+    assert_eq!(
+        orphan_sets.len(),
+        1,
+        "the dead creator's semaphore set: {orphan_sets:?}"
+    );
     let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
     assert!(err.to_string().contains("died before finishing"), "{err}");
@@ -77,7 +93,11 @@ fn creator_killed_while_initialising_is_not_initialized_then_reclaimed() {
     let ids = (cortex.segment_id(), cortex.raw_lock().id());
     drop(cortex);
     assert_gone(key, &[ids.0, stale_id], &[ids.1, orphan_sets[0]]);
-    assert_eq!(semaphore_sets(), sets_before, "nothing left of either creator");
+    assert_eq!(
+        semaphore_sets(),
+        sets_before,
+        "nothing left of either creator"
+    );
 }
 
 #[test]
@@ -97,7 +117,10 @@ fn a_ready_segment_of_a_dead_creator_is_kept_until_removed_on_request() {
     let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     let text = err.to_string();
-    assert!(text.contains("is dead") && text.contains("remove_stale"), "{text}");
+    assert!(
+        text.contains("is dead") && text.contains("remove_stale"),
+        "{text}"
+    );
     // The data is still there for whoever wants it.
     let reader: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
     assert_eq!(reader.read().unwrap(), 42);
@@ -127,6 +150,9 @@ fn a_live_owners_segment_is_never_touched() {
     let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     assert_eq!(shm::shmget(key, 0, 0).unwrap(), id);
-    Cortex::<u64, Semaphore>::attach(key).unwrap().remove().unwrap();
+    Cortex::<u64, Semaphore>::attach(key)
+        .unwrap()
+        .remove()
+        .unwrap();
     assert_gone(key, &[id], &[sem]);
 }

@@ -56,10 +56,26 @@ fn wrong_type_is_a_layout_mismatch() {
     let text = err.to_string();
     assert!(text.contains("`u64`") && text.contains("`f64`"), "{text}");
     // Same size, same alignment: still refused.
-    assert_eq!(Cortex::<i64, Semaphore>::attach(key).unwrap_err().kind(), ErrorKind::LayoutMismatch);
-    assert_eq!(Cortex::<[u8; 8], Semaphore>::attach(key).unwrap_err().kind(), ErrorKind::LayoutMismatch);
-    assert_eq!(Cortex::<u32, Semaphore>::attach(key).unwrap_err().kind(), ErrorKind::LayoutMismatch);
-    assert_eq!(Cortex::<[u64; 2], Semaphore>::attach(key).unwrap_err().kind(), ErrorKind::LayoutMismatch);
+    assert_eq!(
+        Cortex::<i64, Semaphore>::attach(key).unwrap_err().kind(),
+        ErrorKind::LayoutMismatch
+    );
+    assert_eq!(
+        Cortex::<[u8; 8], Semaphore>::attach(key)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::LayoutMismatch
+    );
+    assert_eq!(
+        Cortex::<u32, Semaphore>::attach(key).unwrap_err().kind(),
+        ErrorKind::LayoutMismatch
+    );
+    assert_eq!(
+        Cortex::<[u64; 2], Semaphore>::attach(key)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::LayoutMismatch
+    );
     // The failed attaches left no mapping and did not disturb the owner.
     assert_eq!(shm::stat(owner.segment_id()).unwrap().shm_nattch, 1);
     assert_eq!(owner.read().unwrap(), 1);
@@ -87,7 +103,11 @@ fn garbage_on_the_key_is_refused_and_left_untouched() {
     assert!(err.to_string().contains("not a neocortex segment"), "{err}");
     let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
-    assert_eq!(shm::shmget(key, 0, 0).unwrap(), raw.id, "still the same segment");
+    assert_eq!(
+        shm::shmget(key, 0, 0).unwrap(),
+        raw.id,
+        "still the same segment"
+    );
     assert_eq!(raw.bytes(size), before, "not a byte changed");
     assert_eq!(shm::stat(raw.id).unwrap().shm_nattch, 0, "no mapping left");
     drop(raw);
@@ -101,7 +121,12 @@ fn a_segment_smaller_than_a_header_is_refused() {
     let err = Cortex::<u8, Semaphore>::attach(key).unwrap_err();
     assert!(matches!(err, CortexError::ForeignSegment { .. }), "{err:?}");
     assert!(err.to_string().contains("16 bytes"), "{err}");
-    assert_eq!(Cortex::<u8, Semaphore>::new(key, 1, None).unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert_eq!(
+        Cortex::<u8, Semaphore>::new(key, 1, None)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::AlreadyExists
+    );
     drop(raw);
     assert_gone(key, &[], &[]);
 }
@@ -113,7 +138,9 @@ fn a_forged_header_that_claims_more_than_the_segment_is_refused() {
     // segment does not have.
     let real_key = unique_key("a_forged_header_source");
     let real: Cortex<[u64; 512], Semaphore> = Cortex::new_zeroed(real_key, None).unwrap();
-    let real_raw = RawSegment { id: real.segment_id() };
+    let real_raw = RawSegment {
+        id: real.segment_id(),
+    };
     let header = real_raw.bytes(1024);
     std::mem::forget(real_raw);
     let forged = RawSegment::new(key, 1024, |b| b.copy_from_slice(&header));

@@ -84,10 +84,18 @@ impl Child {
                     Exit::Signal(libc::WTERMSIG(status))
                 };
             }
-            assert!(ret == 0, "waitpid({}) failed: {}", self.pid, std::io::Error::last_os_error());
+            assert!(
+                ret == 0,
+                "waitpid({}) failed: {}",
+                self.pid,
+                std::io::Error::last_os_error()
+            );
             if start.elapsed() > timeout {
                 self.kill_and_reap();
-                panic!("watchdog: child {} still running after {timeout:?}; killed", self.pid);
+                panic!(
+                    "watchdog: child {} still running after {timeout:?}; killed",
+                    self.pid
+                );
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -136,7 +144,10 @@ impl Pipe {
         // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
         let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
         assert_eq!(ret, 0, "pipe2 failed");
-        Self { read: fds[0], write: fds[1] }
+        Self {
+            read: fds[0],
+            write: fds[1],
+        }
     }
 
     /// Sends one byte.
@@ -156,12 +167,17 @@ impl Pipe {
 
     /// Receives one byte, or `None` after `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<u8> {
-        let mut pfd = libc::pollfd { fd: self.read, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.read,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             // SAFETY: polls one valid pollfd.
-            let ret = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            let ret =
+                unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
             if ret == 1 {
                 let mut byte = 0u8;
                 // SAFETY: reads one byte into a live local.
@@ -177,9 +193,22 @@ impl Pipe {
         }
     }
 
+    /// Sends a 32-bit number.
+    pub fn send_i32(&self, n: i32) {
+        for byte in n.to_le_bytes() {
+            self.send(byte);
+        }
+    }
+
+    /// Receives a 32-bit number sent with [`send_i32`](Self::send_i32).
+    pub fn recv_i32(&self) -> i32 {
+        i32::from_le_bytes([self.recv(), self.recv(), self.recv(), self.recv()])
+    }
+
     /// Receives one byte, failing the test after the watchdog time.
     pub fn recv(&self) -> u8 {
-        self.recv_timeout(WATCHDOG).expect("watchdog: no message on the pipe")
+        self.recv_timeout(WATCHDOG)
+            .expect("watchdog: no message on the pipe")
     }
 }
 
@@ -211,20 +240,33 @@ pub fn assert_gone(key: i32, shmids: &[i32], semids: &[i32]) {
         Err(Errno::ENOENT),
         "a segment is left on key {key:#x}"
     );
-    assert_eq!(sem::semget(key, 0, 0).map_err(|e| e.errno), Err(Errno::ENOENT), "a semaphore set is left on key {key:#x}");
+    assert_eq!(
+        sem::semget(key, 0, 0).map_err(|e| e.errno),
+        Err(Errno::ENOENT),
+        "a semaphore set is left on key {key:#x}"
+    );
     for &id in shmids {
         // Removed means gone, or marked for destruction (SHM_DEST) while a forked child of
         // a concurrent test still maps it: it goes when that child exits.
         const SHM_DEST: u16 = 0o1000;
         if let Ok(ds) = shm::stat(id) {
-            assert!(ds.shm_perm.mode & SHM_DEST != 0, "segment id {id} is left (key {key:#x})");
+            assert!(
+                ds.shm_perm.mode & SHM_DEST != 0,
+                "segment id {id} is left (key {key:#x})"
+            );
         }
     }
     for &id in semids {
         let left = sem::stat(id);
-        assert!(left.is_err(), "semaphore set id {id} is left (key {key:#x})");
+        assert!(
+            left.is_err(),
+            "semaphore set id {id} is left (key {key:#x})"
+        );
     }
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let name = format!("/SYSV{:08x}", key as u32);
-    assert!(!maps.contains(&name), "a mapping of key {key:#x} is left in this process");
+    assert!(
+        !maps.contains(&name),
+        "a mapping of key {key:#x} is left in this process"
+    );
 }
