@@ -312,6 +312,7 @@ fn negative_keys_work() {
 neocortex::shm_safe! {
     /// 64 MiB: far more than a thread's stack.
     pub struct Big {
+        /// 8 Mi words.
         pub words: [u64; 8 * 1024 * 1024],
     }
 }

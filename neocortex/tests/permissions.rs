@@ -97,3 +97,62 @@ fn read_only_for_others_keeps_others_from_writing() {
     drop(cortex);
     assert_gone(key, &[ids.0], &[ids.1]);
 }
+
+#[test]
+fn a_squatter_with_a_forged_header_is_refused_and_left_alone() {
+    // SAFETY: getuid takes nothing.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: dropping to uid {NOBODY} needs root");
+        return;
+    }
+    use neocortex_sys::shm;
+    // A real header, to forge from.
+    let model_key = unique_key("a_squatter_model");
+    let model: Cortex<u64, Semaphore> = Cortex::new(model_key, 1, None).unwrap();
+    let size = shm::stat(model.segment_id()).unwrap().shm_segsz;
+    let addr = shm::attach(model.segment_id(), libc::SHM_RDONLY).unwrap();
+    // SAFETY: a read-only mapping of `size` bytes of our own segment, copied out at once.
+    let forged = unsafe { std::slice::from_raw_parts(addr.as_ptr().cast::<u8>(), size) }.to_vec();
+    // SAFETY: the slice above is not used any more.
+    unsafe { shm::detach(addr) }.unwrap();
+
+    // Another user gets to the key first, world-writable, with the forged header.
+    let key = unique_key("a_squatter_with_a_forged_header");
+    let squatter = fork(|| {
+        if !become_nobody() {
+            return 2;
+        }
+        let Ok(id) = shm::shmget(key, forged.len(), libc::IPC_CREAT | libc::IPC_EXCL | 0o666)
+        else {
+            return 3;
+        };
+        let Ok(addr) = shm::attach(id, 0) else {
+            return 4;
+        };
+        // SAFETY: our fresh segment of exactly `forged.len()` bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(forged.as_ptr(), addr.as_ptr().cast::<u8>(), forged.len())
+        };
+        0
+    });
+    squatter.expect_success("squat with a forged header");
+    let squat_id = shm::shmget(key, 0, 0).unwrap();
+    let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LayoutMismatch, "{err}");
+    assert!(err.to_string().contains("created by uid 65534"), "{err}");
+    let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert_eq!(shm::shmget(key, 0, 0).unwrap(), squat_id, "left in place");
+    // Trusting that user on purpose gets past the check to the header and the lock.
+    let model_ids = (model.segment_id(), model.raw_lock().id());
+    drop(model);
+    let err = Cortex::<u64, Semaphore>::attach_from_user(key, NOBODY).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::LockRemoved,
+        "the forged lock id points to a removed set: {err}"
+    );
+    shm::remove(squat_id).unwrap();
+    assert_gone(key, &[squat_id], &[]);
+    assert_gone(model_key, &[model_ids.0], &[model_ids.1]);
+}
