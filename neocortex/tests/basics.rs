@@ -197,8 +197,11 @@ fn forked_child_never_releases_or_removes_what_its_parent_owns() {
         code
     });
     child.expect_success("drop an inherited guard and owner handle, then probe");
-    // SAFETY: the parent's own boxes, freed once: the guard before the handle it borrows.
-    let (guard, cortex) = unsafe { (Box::from_raw(guard), Box::from_raw(cortex)) };
+    // SAFETY: the parent's own box from `Box::into_raw` above, freed once, before the handle
+    // it borrows.
+    let guard = unsafe { Box::from_raw(guard) };
+    // SAFETY: as above; the guard made from it is released first.
+    let cortex = unsafe { Box::from_raw(cortex) };
     drop(guard);
     assert_eq!((*cortex).as_ref().unwrap().read().unwrap(), 11);
     drop(cortex);

@@ -2,8 +2,14 @@
 //!
 //! Each case is a generic function over the lock type; the `conformance!` macro instantiates
 //! all of them for one lock.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: an unexpected error fails the test with its message"
+)]
 
 mod common;
+#[path = "../examples/custom_lock/spinlock.rs"]
+mod spinlock;
 
 use std::time::{Duration, Instant};
 
@@ -314,3 +320,4 @@ macro_rules! conformance {
 }
 
 conformance!(semaphore, neocortex::Semaphore);
+conformance!(example_spinlock, crate::spinlock::SpinLock);

@@ -1,4 +1,8 @@
 //! An unhandled dirty error in `Drop` is logged exactly once with `tracing::error!`.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: an unexpected error fails the test with its message"
+)]
 
 mod common;
 
@@ -51,8 +55,7 @@ impl tracing::Subscriber for &'static Counting {
 
 #[test]
 fn a_dirty_drop_is_logged_once_naming_what_is_left() {
-    // SAFETY: getuid takes nothing.
-    if unsafe { libc::getuid() } != 0 {
+    if !common::is_root() {
         eprintln!("skipped: losing ownership by dropping to uid 65534 needs root");
         return;
     }
@@ -66,13 +69,7 @@ fn a_dirty_drop_is_logged_once_naming_what_is_left() {
         };
         ids.send_i32(cortex.raw_lock().id());
         // Lose the right to remove what this process created.
-        // SAFETY: credential calls in a forked child that owns its credentials.
-        let dropped = unsafe {
-            libc::setgroups(0, std::ptr::null()) == 0
-                && libc::setgid(65534) == 0
-                && libc::setuid(65534) == 0
-        };
-        if !dropped {
+        if !common::become_nobody() {
             return 3;
         }
         drop(cortex);

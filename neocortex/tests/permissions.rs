@@ -2,20 +2,8 @@
 
 mod common;
 
-use common::{assert_gone, fork, unique_key};
+use common::{assert_gone, become_nobody, fork, is_root, unique_key, NOBODY};
 use neocortex::{Cortex, ErrorKind, Semaphore, SemaphorePermission, SemaphoreSettings};
-
-const NOBODY: libc::uid_t = 65534;
-
-/// Drops this (child) process to uid/gid 65534 with no supplementary groups.
-fn become_nobody() -> bool {
-    // SAFETY: plain credential calls in a forked child that owns its credentials.
-    unsafe {
-        libc::setgroups(0, std::ptr::null()) == 0
-            && libc::setgid(NOBODY) == 0
-            && libc::setuid(NOBODY) == 0
-    }
-}
 
 /// Runs `attach` as uid 65534 and returns the exit code: 0 attached and wrote, 10 + kind
 /// index on an error, 2 when privileges could not be dropped.
@@ -38,8 +26,7 @@ fn attach_as_nobody(key: i32) -> common::Exit {
 
 #[test]
 fn another_user_is_refused_a_default_segment() {
-    // SAFETY: getuid takes nothing.
-    if unsafe { libc::getuid() } != 0 {
+    if !is_root() {
         eprintln!("skipped: dropping to uid {NOBODY} needs root");
         return;
     }
@@ -58,8 +45,7 @@ fn another_user_is_refused_a_default_segment() {
 
 #[test]
 fn a_mode_for_others_lets_another_user_in() {
-    // SAFETY: getuid takes nothing.
-    if unsafe { libc::getuid() } != 0 {
+    if !is_root() {
         eprintln!("skipped: dropping to uid {NOBODY} needs root");
         return;
     }
@@ -81,8 +67,7 @@ fn a_mode_for_others_lets_another_user_in() {
 
 #[test]
 fn read_only_for_others_keeps_others_from_writing() {
-    // SAFETY: getuid takes nothing.
-    if unsafe { libc::getuid() } != 0 {
+    if !is_root() {
         eprintln!("skipped: dropping to uid {NOBODY} needs root");
         return;
     }
@@ -100,8 +85,7 @@ fn read_only_for_others_keeps_others_from_writing() {
 
 #[test]
 fn a_squatter_with_a_forged_header_is_refused_and_left_alone() {
-    // SAFETY: getuid takes nothing.
-    if unsafe { libc::getuid() } != 0 {
+    if !is_root() {
         eprintln!("skipped: dropping to uid {NOBODY} needs root");
         return;
     }

@@ -1,5 +1,9 @@
 //! Many processes at once: racing creators, readers and writers, and lock holders that exit
 //! or are killed at random points.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: an unexpected error fails the test with its message"
+)]
 
 mod common;
 

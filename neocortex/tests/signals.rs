@@ -1,5 +1,9 @@
 //! Waits survive signals: an interrupted wait is retried with the time that is left, and the
 //! timeouts zero, 200 ms and `Duration::MAX` mean what they say.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: an unexpected error fails the test with its message"
+)]
 
 mod common;
 

@@ -1,5 +1,9 @@
 //! A creator that dies leaves a segment that is recognised as stale: half-made debris is
 //! reclaimed by the next `new`, a finished but orphaned segment only on request.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: an unexpected error fails the test with its message"
+)]
 
 mod common;
 

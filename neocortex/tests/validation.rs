@@ -1,4 +1,8 @@
 //! Attaching checks everything before a byte of `T` is read; bad input is a clean error.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: an unexpected error fails the test with its message"
+)]
 
 mod common;
 

@@ -225,6 +225,27 @@ impl Drop for Pipe {
     }
 }
 
+/// The uid and gid of `nobody`.
+pub const NOBODY: libc::uid_t = 65534;
+
+/// Drops this (forked child) process to uid/gid 65534 with no supplementary groups.
+pub fn become_nobody() -> bool {
+    // SAFETY: clears the supplementary groups of this child process; no pointers are read
+    // when the count is 0.
+    let groups = unsafe { libc::setgroups(0, std::ptr::null()) };
+    // SAFETY: plain credential call in a forked child that owns its credentials.
+    let gid = unsafe { libc::setgid(NOBODY) };
+    // SAFETY: as above; the uid goes last, while we still may change the gid.
+    let uid = unsafe { libc::setuid(NOBODY) };
+    groups == 0 && gid == 0 && uid == 0
+}
+
+/// Whether this process runs as root (needed to drop to another user).
+pub fn is_root() -> bool {
+    // SAFETY: getuid takes nothing and cannot fail.
+    unsafe { libc::getuid() == 0 }
+}
+
 /// Sleeps in a child forever (until killed).
 pub fn park() -> ! {
     loop {
