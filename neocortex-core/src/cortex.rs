@@ -65,6 +65,15 @@ enum Occupant {
 }
 
 impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
+    /// Where the lock state and the value are, for this `T` and `L`.
+    const LAYOUT: SegmentLayout = match SegmentLayout::new(
+        (size_of::<L::State>(), align_of::<L::State>()),
+        (size_of::<T>(), align_of::<T>()),
+    ) {
+        Some(layout) => layout,
+        None => panic!("the value type is too large for a shared memory segment"),
+    };
+
     const CHECKS: () = {
         assert!(
             align_of::<T>() <= 4096,
@@ -662,14 +671,14 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     }
 
     pub(crate) fn lock_state(&self) -> &L::State {
-        let offset = Self::expected().map_or(0, |d| d.layout.lock_offset);
+        let offset = Self::LAYOUT.lock_offset;
         // SAFETY: the segment was created or validated for exactly this layout, so the offset
         // is aligned for L::State and inside the mapping; L::State is ShmSafe.
         unsafe { self.map.at::<L::State>(offset).as_ref() }
     }
 
     pub(crate) fn value_ptr(&self) -> std::ptr::NonNull<T> {
-        let offset = Self::expected().map_or(0, |d| d.layout.data_offset);
+        let offset = Self::LAYOUT.data_offset;
         self.map.at::<T>(offset)
     }
 

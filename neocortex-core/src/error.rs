@@ -431,8 +431,13 @@ mod tests {
         assert!(e.is_dirty());
         assert_eq!(e.raw_os_error(), Some(libc::EPERM));
         assert_eq!(e.leftovers().len(), 2);
-        let source = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
-        assert!(source.starts_with("shmget failed: Operation not permitted"), "{source}");
+        let source = std::error::Error::source(&e)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            source.starts_with("shmget failed: Operation not permitted"),
+            "{source}"
+        );
     }
 
     #[test]

@@ -1,31 +1,18 @@
 //! [`Semaphore`]: a SysV semaphore with `SEM_UNDO`, the crash-safe exclusive lock.
 
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use neocortex_core::{CortexResult, CortexSync, Key, Permission, Wait};
 
-use neocortex_core::{
-    CortexError, CortexResult, CortexSync, Key, Leftover, Permission, Remaining, Wait,
-};
-use neocortex_sys::{sem, Errno, SysError, IPC_PRIVATE};
+use crate::sysv::{self, Op, SemaphoreState};
 
 /// The seed crate's name for the permission of a segment and its semaphore.
 pub type SemaphorePermission = Permission;
 
-/// Settings of a [`Semaphore`] lock: the permission mode, which also governs the segment.
+/// Settings of a [`Semaphore`] (or [`RwSemaphore`](crate::RwSemaphore)) lock: the permission
+/// mode, which also governs the segment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SemaphoreSettings {
     /// Who may use the segment and the lock. Defaults to [`Permission::OwnerOnly`].
     pub mode: SemaphorePermission,
-}
-
-neocortex_core::shm_safe! {
-    /// The [`Semaphore`]'s state in the segment: the id of its semaphore set.
-    #[derive(Debug)]
-    pub struct SemaphoreState {
-        /// 1 once `id` holds a semaphore set id (0 in a fresh segment).
-        valid: AtomicU32,
-        /// The set's id, as `ipcs -s` lists it.
-        id: AtomicI32,
-    }
 }
 
 /// An exclusive lock made of one SysV semaphore, taken and released with `SEM_UNDO`.
@@ -42,47 +29,34 @@ neocortex_core::shm_safe! {
 ///   space is used and no foreign set can be picked up by key.
 ///
 /// Interrupted waits (a signal, `SIGSTOP`/`SIGCONT`) are retried with the remaining time; a
-/// set removed from outside gives [`CortexError::LockRemoved`].
+/// set removed from outside gives [`CortexError::LockRemoved`](neocortex_core::CortexError::LockRemoved).
 #[derive(Debug)]
 pub struct Semaphore {
     id: i32,
 }
 
 impl Semaphore {
+    /// The semaphore of the set: 1 when free, 0 when held.
+    const SEM: u16 = 0;
+
     /// The semaphore set's id.
     pub fn id(&self) -> i32 {
         self.id
     }
-
-    fn op(delta: i16, nowait: bool) -> libc::sembuf {
-        let mut flags = libc::SEM_UNDO;
-        if nowait {
-            flags |= libc::IPC_NOWAIT;
-        }
-        libc::sembuf {
-            sem_num: 0,
-            sem_op: delta,
-            sem_flg: flags as libc::c_short,
-        }
-    }
-
-    fn stored_id(state: &SemaphoreState) -> Option<i32> {
-        (state.valid.load(Ordering::Acquire) == 1).then(|| state.id.load(Ordering::Relaxed))
-    }
 }
 
-fn lock_error(key: Key, e: SysError) -> CortexError {
-    if e.errno == Errno::EIDRM || e.errno == Errno::EINVAL {
-        CortexError::LockRemoved { key, source: e }
-    } else {
-        CortexError::clean("lock", key, e)
-    }
-}
-
-// SAFETY: exclusion: a semaphore of value 1 decremented by one holder at a time; semop is
-// a full barrier in the kernel, so acquire/release ordering holds; the state (the set id)
-// lives in the segment; a dead holder's decrement is undone by SEM_UNDO; waits use
-// semtimedop with the remaining time after EINTR and map EIDRM/EINVAL to LockRemoved.
+// SAFETY: the contract, point by point:
+// 1. Exclusion: the set's one semaphore starts at 1 and `lock` decrements it by 1, which the
+//    kernel lets happen only while it is 1, so at most one holder in any process at a time;
+//    `unlock` gives the 1 back. Shared holds are exclusive holds (SHARED is false).
+// 2. Ordering: semop runs under the set's kernel lock, a full barrier between the releasing
+//    and the acquiring process.
+// 3. State: the set id is recorded in `SemaphoreState` inside the segment; zero-filled means
+//    "no set yet", which `attach` refuses and `destroy` skips.
+// 4. Holder death: every operation uses SEM_UNDO, so the kernel adds a dead holder's 1 back.
+// 5. Waits: `sysv::acquire` uses IPC_NOWAIT for `Wait::Never`, semtimedop with the time left
+//    for a deadline, retries EINTR with the recomputed time left, and maps EIDRM/EINVAL to
+//    `LockRemoved`.
 unsafe impl CortexSync for Semaphore {
     type Settings = SemaphoreSettings;
     type State = SemaphoreState;
@@ -97,91 +71,98 @@ unsafe impl CortexSync for Semaphore {
         state: &SemaphoreState,
         settings: &SemaphoreSettings,
     ) -> CortexResult<Self> {
-        let flags = libc::IPC_CREAT | libc::IPC_EXCL | settings.mode.flags();
-        let id = sem::semget(IPC_PRIVATE, 1, flags)
-            .map_err(|e| CortexError::clean("create semaphore", key, e))?;
-        // Record the id first, so a creator killed from here on leaves a findable set.
-        state.id.store(id, Ordering::Relaxed);
-        state.valid.store(1, Ordering::Release);
-        // SETVAL is safe here: nobody else knows this private set yet.
-        if let Err(e) = sem::set_value(id, 0, 1) {
-            state.valid.store(0, Ordering::Release);
-            return Err(match sem::remove(id) {
-                Ok(()) => CortexError::clean("create semaphore", key, e),
-                Err(_) => {
-                    CortexError::dirty("create semaphore", key, e, vec![Leftover::SemaphoreSet(id)])
-                }
-            });
-        }
-        Ok(Self { id })
+        sysv::create(key, state, settings.mode, &[1]).map(|id| Self { id })
     }
 
     fn attach(key: Key, state: &SemaphoreState) -> CortexResult<Self> {
-        let Some(id) = Self::stored_id(state) else {
-            return Err(CortexError::ForeignSegment {
-                key,
-                reason: "a ready segment without a semaphore id".into(),
-            });
-        };
-        match sem::stat(id) {
-            Ok(ds) if ds.sem_nsems == 1 => Ok(Self { id }),
-            Ok(ds) => Err(CortexError::ForeignSegment {
-                key,
-                reason: format!(
-                    "semaphore set {id} has {} semaphores, expected 1",
-                    ds.sem_nsems
-                ),
-            }),
-            Err(e) => Err(lock_error(key, e)),
-        }
+        sysv::attach(key, state, 1).map(|id| Self { id })
     }
 
     fn lock(&self, key: Key, _state: &SemaphoreState, wait: Wait) -> CortexResult<()> {
-        loop {
-            let result = match wait.remaining() {
-                Remaining::NoWait => sem::semop(self.id, &mut [Self::op(-1, true)]),
-                Remaining::Forever => sem::semop(self.id, &mut [Self::op(-1, false)]),
-                Remaining::For(left) => {
-                    sem::semtimedop(self.id, &mut [Self::op(-1, false)], Some(left))
-                }
-                Remaining::Expired => return Err(wait.gave_up(key)),
-            };
-            match result {
-                Ok(()) => return Ok(()),
-                // A signal or SIGSTOP/SIGCONT: try again with what is left of the wait.
-                Err(e) if e.errno == Errno::EINTR => continue,
-                Err(e) if e.errno == Errno::EAGAIN => return Err(wait.gave_up(key)),
-                Err(e) => return Err(lock_error(key, e)),
-            }
-        }
+        sysv::acquire(key, self.id, [Op::add(Self::SEM, -1)], wait)
     }
 
     unsafe fn unlock(&self, key: Key, _state: &SemaphoreState) -> CortexResult<()> {
-        loop {
-            match sem::semop(self.id, &mut [Self::op(1, false)]) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.errno == Errno::EINTR => continue,
-                Err(e) => return Err(lock_error(key, e)),
-            }
-        }
+        sysv::apply_now("unlock", key, self.id, [Op::add(Self::SEM, 1)])
     }
 
     fn destroy(key: Key, state: &SemaphoreState) -> CortexResult<()> {
-        let Some(id) = Self::stored_id(state) else {
-            return Ok(());
-        };
-        match sem::remove(id) {
-            Ok(()) => Ok(()),
-            Err(e) if e.errno == Errno::EINVAL || e.errno == Errno::EIDRM => {
-                tracing::warn!(%key, semid = id, "semaphore set was already removed from outside");
-                Ok(())
+        sysv::destroy(key, state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use neocortex_core::ErrorKind;
+    use neocortex_sys::{sem, Errno};
+
+    use super::*;
+    use crate::sysv::RemoveOnDrop;
+
+    #[test]
+    fn excludes_times_out_and_is_removed() {
+        let key = Key(0x5345_0001);
+        let state = Box::new(SemaphoreState::zeroed());
+        let lock = Semaphore::create(key, &state, &SemaphoreSettings::default()).expect("create");
+        let _cleanup = RemoveOnDrop(key, &state);
+        let id = lock.id();
+        assert_eq!(sem::stat(id).expect("stat").sem_nsems, 1);
+        let other = Semaphore::attach(key, &state).expect("attach");
+        assert_eq!(other.id(), id);
+
+        lock.lock(key, &state, Wait::Never).expect("free");
+        assert_eq!(sem::get_value(id, 0).expect("getval"), 0);
+        let busy = other.lock(key, &state, Wait::Never).expect_err("held");
+        assert_eq!(busy.kind(), ErrorKind::WouldBlock);
+        let started = Instant::now();
+        let late = other
+            .lock(key, &state, Wait::timeout(Duration::from_millis(50)))
+            .expect_err("held");
+        assert_eq!(late.kind(), ErrorKind::Timeout);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        // SAFETY: this process took the lock above and has not released it.
+        unsafe { lock.unlock(key, &state) }.expect("unlock");
+        assert_eq!(sem::get_value(id, 0).expect("getval"), 1);
+        other
+            .lock(key, &state, Wait::timeout(Duration::from_secs(5)))
+            .expect("free again");
+        // SAFETY: taken just above through `other`.
+        unsafe { other.unlock(key, &state) }.expect("unlock");
+
+        Semaphore::destroy(key, &state).expect("destroy");
+        assert_eq!(sem::stat(id).expect_err("removed").errno, Errno::EINVAL);
+        let removed = lock.lock(key, &state, Wait::Never).expect_err("removed");
+        assert_eq!(removed.kind(), ErrorKind::LockRemoved);
+    }
+
+    #[test]
+    fn threads_do_not_lose_updates() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let key = Key(0x5345_0002);
+        let state = SemaphoreState::zeroed();
+        let lock = Semaphore::create(key, &state, &SemaphoreSettings::default()).expect("create");
+        let _cleanup = RemoveOnDrop(key, &state);
+        let counter = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..500 {
+                        lock.lock(key, &state, Wait::Forever).expect("lock");
+                        // A non-atomic increment: only the lock keeps it from losing updates.
+                        let v = counter.load(Ordering::Relaxed);
+                        std::thread::yield_now();
+                        counter.store(v + 1, Ordering::Relaxed);
+                        // SAFETY: taken just above on this thread, in this process.
+                        unsafe { lock.unlock(key, &state) }.expect("unlock");
+                    }
+                });
             }
-            Err(e) => Err(CortexError::dirty(
-                "remove semaphore",
-                key,
-                e,
-                vec![Leftover::SemaphoreSet(id)],
-            )),
-        }
+        });
+        assert_eq!(counter.load(Ordering::Relaxed), 2000);
+        let id = lock.id();
+        Semaphore::destroy(key, &state).expect("destroy");
+        assert_eq!(sem::stat(id).expect_err("removed").errno, Errno::EINVAL);
     }
 }

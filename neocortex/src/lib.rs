@@ -76,7 +76,8 @@
 //!
 //! | feature | default | gives |
 //! |---|---|---|
-//! | `semaphore` | yes | [`Semaphore`], [`SemaphoreSettings`], [`SemaphorePermission`] |
+//! | `semaphore` | yes | [`Semaphore`] (exclusive) and [`RwSemaphore`] (readers or a writer): SysV semaphores, `SEM_UNDO` |
+//! | `mutex` | yes | [`Mutex`]: a futex word in the segment, no syscall when uncontended (Linux only; on other systems the feature gives nothing) |
 //!
 //! Without features, the crate still gives [`Cortex`] and the [`CortexSync`] trait, for a
 //! lock of your own.
@@ -87,16 +88,22 @@ pub use neocortex_core::{
     CortexResult, CortexSync, ErrorKind, Key, Leftover, Permission, Remaining, ShmSafe, Wait,
     ATTACH_INIT_WAIT,
 };
+#[cfg(all(feature = "mutex", target_os = "linux"))]
+pub use neocortex_sync::{Mutex, MutexSettings, MutexState};
 #[cfg(feature = "semaphore")]
-pub use neocortex_sync::{Semaphore, SemaphorePermission, SemaphoreSettings, SemaphoreState};
+pub use neocortex_sync::{
+    RwSemaphore, Semaphore, SemaphorePermission, SemaphoreSettings, SemaphoreState,
+};
 
 /// The names most programs need.
 pub mod prelude {
     pub use neocortex_core::{
         Cortex, CortexBuilder, CortexError, CortexResult, ErrorKind, ShmSafe,
     };
+    #[cfg(all(feature = "mutex", target_os = "linux"))]
+    pub use neocortex_sync::{Mutex, MutexSettings};
     #[cfg(feature = "semaphore")]
-    pub use neocortex_sync::{Semaphore, SemaphorePermission, SemaphoreSettings};
+    pub use neocortex_sync::{RwSemaphore, Semaphore, SemaphorePermission, SemaphoreSettings};
 }
 
 /// The README's examples, compiled and run as doctests.

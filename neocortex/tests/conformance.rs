@@ -274,6 +274,68 @@ pub fn waiter_killed_while_waiting<L: CortexSync>(name: &str) {
     finish(key, cortex);
 }
 
+/// For locks with shared access: two processes hold shared guards at once, and a writer
+/// waits until both are gone.
+pub fn shared_holders_coexist_and_a_writer_waits<L: CortexSync>(name: &str) {
+    assert!(L::SHARED, "only for locks with shared access");
+    let key = unique_key(name);
+    let cortex: Counter<L> = Cortex::new(key, 5, None).unwrap();
+    let holding = Pipe::new();
+    let release = Pipe::new();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            fork(|| {
+                let Ok(c) = Counter::<L>::attach(key) else {
+                    return 2;
+                };
+                let Ok(g) = c.lock_shared_timeout(Duration::from_secs(10)) else {
+                    return 3;
+                };
+                holding.send(1);
+                release.recv();
+                if *g != 5 {
+                    return 4;
+                }
+                drop(g);
+                0
+            })
+        })
+        .collect();
+    // Both readers hold their shared guards at the same time.
+    holding.recv();
+    holding.recv();
+    // A third reader gets in too; a writer does not.
+    assert!(cortex.try_lock_shared().unwrap().is_some(), "readers share");
+    assert!(
+        cortex.try_lock().unwrap().is_none(),
+        "a writer waits for readers"
+    );
+    let err = cortex.lock_timeout(Duration::from_millis(100)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let writer = fork(move || {
+        let Ok(c) = Counter::<L>::attach(key) else {
+            return 2;
+        };
+        let code = match c.lock_timeout(Duration::from_secs(20)) {
+            Ok(mut g) if *g == 5 => {
+                *g = 6;
+                0
+            }
+            Ok(_) => 3,
+            Err(_) => 4,
+        };
+        code
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    release.release(2);
+    for reader in readers {
+        reader.expect_success("hold shared");
+    }
+    writer.expect_success("write after the readers");
+    assert_eq!(cortex.read().unwrap(), 6);
+    finish(key, cortex);
+}
+
 macro_rules! conformance {
     ($name:ident, $lock:ty) => {
         mod $name {
@@ -320,4 +382,11 @@ macro_rules! conformance {
 }
 
 conformance!(semaphore, neocortex::Semaphore);
+conformance!(rw_semaphore, neocortex::RwSemaphore);
+conformance!(mutex, neocortex::Mutex);
+
+#[test]
+fn rw_semaphore_shared_holders_coexist_and_a_writer_waits() {
+    shared_holders_coexist_and_a_writer_waits::<neocortex::RwSemaphore>("rw_semaphore::shared");
+}
 conformance!(example_spinlock, crate::spinlock::SpinLock);

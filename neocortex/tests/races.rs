@@ -178,13 +178,27 @@ fn page_torture<L: CortexSync>(
     (torn_count, value, 2 * writes_per_writer)
 }
 
-#[test]
-fn readers_and_writers_never_see_a_torn_page_or_lose_an_update() {
-    let key = unique_key("readers_and_writers_never_torn");
-    let (torn, value, writes) = page_torture::<Semaphore>(key, Duration::from_millis(300), 2_000);
+fn never_torn<L: CortexSync>(name: &str) {
+    let key = unique_key(name);
+    let (torn, value, writes) = page_torture::<L>(key, Duration::from_millis(300), 2_000);
     assert_eq!(torn, 0, "no reader saw a half-written page");
     assert_eq!(value, writes, "no update was lost");
     assert_gone(key, &[], &[]);
+}
+
+#[test]
+fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_semaphore() {
+    never_torn::<Semaphore>("never_torn_semaphore");
+}
+
+#[test]
+fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_rw_semaphore() {
+    never_torn::<neocortex::RwSemaphore>("never_torn_rw_semaphore");
+}
+
+#[test]
+fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_mutex() {
+    never_torn::<neocortex::Mutex>("never_torn_mutex");
 }
 
 #[test]
