@@ -1,0 +1,486 @@
+//! The markdown table, the targets of `PERFORMANCE.md`, and the JSON lines.
+
+use std::fmt::Write as _;
+
+use crate::machine::Machine;
+use crate::measure::Summary;
+use crate::subjects::{Case, Subject};
+
+/// What one subject gave in one case.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Measured.
+    Measured(Measured),
+    /// The subject does not support the case.
+    Unsupported(String),
+    /// Setup or a run failed.
+    Failed(String),
+}
+
+/// A measured subject in one case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measured {
+    /// ns per operation, or ops/s for throughput cases.
+    pub summary: Summary,
+    /// What else the table should say (may be empty).
+    pub note: String,
+    /// The same operation done with bare `libc` on the subject's own segment, interleaved
+    /// with it sample by sample (`inplace_write_64m`: `memcpy` into the same value).
+    pub same_segment_floor: Option<Summary>,
+}
+
+impl Measured {
+    /// A measurement without a same-segment floor.
+    pub fn new(summary: Summary, note: String) -> Self {
+        Self {
+            summary,
+            note,
+            same_segment_floor: None,
+        }
+    }
+}
+
+/// One case's results, one row per subject.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaseResult {
+    /// The case.
+    pub case: Case,
+    /// The subjects' outcomes, in report order.
+    pub rows: Vec<(Subject, Outcome)>,
+}
+
+impl CaseResult {
+    /// The summary of `subject`, if it was measured.
+    pub fn summary(&self, subject: Subject) -> Option<Summary> {
+        self.rows.iter().find_map(|(s, o)| match o {
+            Outcome::Measured(m) if *s == subject => Some(m.summary),
+            _ => None,
+        })
+    }
+
+    /// What ratios are taken against: the seed crate when it was measured, else the best
+    /// measured floor.
+    pub fn baseline(&self) -> Option<(Subject, Summary)> {
+        if let Some(seed) = self.summary(Subject::Seed) {
+            return Some((Subject::Seed, seed));
+        }
+        self.rows
+            .iter()
+            .filter_map(|(s, o)| match o {
+                Outcome::Measured(m) if s.is_floor() => Some((*s, m.summary)),
+                _ => None,
+            })
+            .reduce(|best, next| {
+                let better = if self.case.is_throughput() {
+                    next.1.median > best.1.median
+                } else {
+                    next.1.median < best.1.median
+                };
+                if better {
+                    next
+                } else {
+                    best
+                }
+            })
+    }
+}
+
+/// Formats a time in ns with a unit that keeps 3–4 significant digits.
+pub fn fmt_time(ns: f64) -> String {
+    if ns < 10.0 {
+        format!("{ns:.2} ns")
+    } else if ns < 1_000.0 {
+        format!("{ns:.1} ns")
+    } else if ns < 1_000_000.0 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
+}
+
+/// Formats a throughput in operations per second.
+pub fn fmt_rate(ops: f64) -> String {
+    if ops >= 1e6 {
+        format!("{:.2} M/s", ops / 1e6)
+    } else {
+        format!("{:.1} k/s", ops / 1e3)
+    }
+}
+
+fn fmt_value(case: Case, v: f64) -> String {
+    if case.is_throughput() {
+        fmt_rate(v)
+    } else {
+        fmt_time(v)
+    }
+}
+
+/// How the run was made, for the report's footer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunInfo {
+    /// "quick" or "full".
+    pub mode: &'static str,
+    /// Repetitions per case.
+    pub reps: usize,
+    /// The two cores used.
+    pub cores: (usize, usize),
+    /// The wall time of the whole run, in seconds.
+    pub wall_secs: f64,
+}
+
+/// The markdown report: a table per case, the targets, the machine and date.
+pub fn markdown(results: &[CaseResult], machine: &Machine, info: &RunInfo) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# neocortex comparison ({} run)\n", info.mode);
+    for r in results {
+        let better = if r.case.is_throughput() {
+            "higher is better"
+        } else {
+            "lower is better"
+        };
+        let base = r.baseline();
+        let ratio_head = match base {
+            Some((Subject::Seed, _)) => format!("× {}", Subject::Seed.name()),
+            Some((s, _)) => format!("× {} (best floor; seed n/a)", s.name()),
+            None => "ratio".to_string(),
+        };
+        let _ = writeln!(out, "## `{}`\n", r.case.name());
+        let _ = writeln!(out, "{} ({better}).\n", r.case.describe());
+        let _ = writeln!(
+            out,
+            "| subject | median | spread (min–max of {} rep medians) | {ratio_head} | note |",
+            info.reps
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---|");
+        for (subject, outcome) in &r.rows {
+            let name = subject.name();
+            match outcome {
+                Outcome::Measured(Measured {
+                    summary: m,
+                    note,
+                    same_segment_floor,
+                }) => {
+                    let mut note = note.clone();
+                    if let Some(f) = same_segment_floor {
+                        if !note.is_empty() {
+                            note.push_str("; ");
+                        }
+                        let _ = write!(
+                            note,
+                            "memcpy into the same segment, interleaved: {} (speed ratio {:.2}x)",
+                            fmt_value(r.case, f.median),
+                            f.median / m.median
+                        );
+                    }
+                    let ratio = base.map_or("—".to_string(), |(_, b)| {
+                        format!("{:.2}x", m.median / b.median)
+                    });
+                    let note = match (subject.is_floor(), note.is_empty()) {
+                        (true, true) => "floor".to_string(),
+                        (true, false) => format!("floor; {note}"),
+                        (false, _) => note,
+                    };
+                    let _ = writeln!(
+                        out,
+                        "| {name} | {} | {} – {} | {ratio} | {note} |",
+                        fmt_value(r.case, m.median),
+                        fmt_value(r.case, m.lo),
+                        fmt_value(r.case, m.hi),
+                    );
+                }
+                Outcome::Unsupported(why) => {
+                    let _ = writeln!(out, "| {name} | n/a | — | — | {why} |");
+                }
+                Outcome::Failed(why) => {
+                    let _ = writeln!(
+                        out,
+                        "| {name} | failed | — | — | {} |",
+                        why.replace('|', "/")
+                    );
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str(&targets_markdown(results));
+    let _ = writeln!(out, "## Machine\n");
+    let _ = writeln!(out, "- kernel (`uname -r`): {}", machine.kernel);
+    let _ = writeln!(out, "- cpu: {}", machine.cpu);
+    let _ = writeln!(out, "- nproc: {}", machine.nproc);
+    let _ = writeln!(out, "- date: {}", machine.date);
+    let _ = writeln!(
+        out,
+        "- run: {} ({} repetitions, round-robin over subjects; cores {} and {}; {:.1} s wall)",
+        info.mode, info.reps, info.cores.0, info.cores.1, info.wall_secs
+    );
+    out
+}
+
+/// A target of `PERFORMANCE.md`: `subject / against` in `case`, at most or at least `limit`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Target {
+    /// The case.
+    pub case: Case,
+    /// The numerator.
+    pub subject: Subject,
+    /// The denominator.
+    pub against: Subject,
+    /// The bound on the ratio.
+    pub limit: f64,
+    /// `true` for "at least" (throughput, speed), `false` for "at most" (time).
+    pub at_least: bool,
+    /// Whether the ratio is `against / subject` (speed from times) instead.
+    pub inverted: bool,
+}
+
+/// The targets of `PERFORMANCE.md`, one line per neocortex lock where the target is about
+/// any lock.
+pub fn targets() -> Vec<Target> {
+    let t = |case, subject, against, limit, at_least, inverted| Target {
+        case,
+        subject,
+        against,
+        limit,
+        at_least,
+        inverted,
+    };
+    let mut v = vec![
+        t(
+            Case::ReadU64,
+            Subject::NcMutex,
+            Subject::Seed,
+            1.0,
+            false,
+            false,
+        ),
+        t(
+            Case::ReadU64,
+            Subject::NcMutex,
+            Subject::SharedMemory,
+            0.6,
+            false,
+            false,
+        ),
+        t(
+            Case::ReadU64,
+            Subject::NcSemaphore,
+            Subject::SemopUndo,
+            1.15,
+            false,
+            false,
+        ),
+        t(
+            Case::Contended8b,
+            Subject::NcMutex,
+            Subject::PthreadRobust,
+            1.0,
+            true,
+            false,
+        ),
+        t(
+            Case::Contended4k,
+            Subject::NcMutex,
+            Subject::PthreadRobust,
+            1.0,
+            true,
+            false,
+        ),
+    ];
+    for lock in [
+        Subject::NcMutex,
+        Subject::NcSemaphore,
+        Subject::NcRwSemaphore,
+    ] {
+        v.push(t(
+            Case::CreateDrop,
+            lock,
+            Subject::ShmSemCycle,
+            1.5,
+            false,
+            false,
+        ));
+    }
+    for lock in [
+        Subject::NcMutex,
+        Subject::NcSemaphore,
+        Subject::NcRwSemaphore,
+    ] {
+        v.push(t(Case::Inplace64m, lock, Subject::Memcpy, 0.9, true, true));
+    }
+    v
+}
+
+/// A target's measured ratio, if both sides were measured.
+pub fn measured_ratio(results: &[CaseResult], t: &Target) -> Option<f64> {
+    let r = results.iter().find(|r| r.case == t.case)?;
+    let a = r.summary(t.subject)?.median;
+    let b = r.summary(t.against)?.median;
+    Some(if t.inverted { b / a } else { a / b })
+}
+
+/// The ratio of a subject to its own same-segment floor (speed: floor time / subject time).
+pub fn same_segment_ratio(results: &[CaseResult], t: &Target) -> Option<f64> {
+    let r = results.iter().find(|r| r.case == t.case)?;
+    r.rows.iter().find_map(|(s, o)| match o {
+        Outcome::Measured(Measured {
+            summary,
+            same_segment_floor: Some(f),
+            ..
+        }) if *s == t.subject => Some(if t.inverted {
+            f.median / summary.median
+        } else {
+            summary.median / f.median
+        }),
+        _ => None,
+    })
+}
+
+fn targets_markdown(results: &[CaseResult]) -> String {
+    let mut out = String::from("## Targets (PERFORMANCE.md), from the medians above\n\n");
+    out.push_str("| case | ratio | target | measured | verdict |\n|---|---|---:|---:|---|\n");
+    let mut lines = Vec::new();
+    for t in targets() {
+        if !results.iter().any(|r| r.case == t.case) {
+            continue;
+        }
+        let what = if t.inverted {
+            format!("speed {} / {}", t.subject.name(), t.against.name())
+        } else {
+            format!("{} / {}", t.subject.name(), t.against.name())
+        };
+        lines.push((t, what, measured_ratio(results, &t)));
+        if let Some(x) = same_segment_ratio(results, &t) {
+            let what = format!(
+                "speed {} / memcpy into its own segment (interleaved)",
+                t.subject.name()
+            );
+            lines.push((t, what, Some(x)));
+        }
+    }
+    for (t, what, ratio) in lines {
+        let bound = format!("{} {:.2}x", if t.at_least { "≥" } else { "≤" }, t.limit);
+        let (measured, verdict) = match ratio {
+            Some(x) => {
+                let met = if t.at_least {
+                    x >= t.limit
+                } else {
+                    x <= t.limit
+                };
+                let verdict = if met {
+                    "met".to_string()
+                } else if t.at_least {
+                    format!("missed by {:.0}%", (1.0 - x / t.limit) * 100.0)
+                } else {
+                    format!("missed by {:.0}%", (x / t.limit - 1.0) * 100.0)
+                };
+                (format!("{x:.2}x"), verdict)
+            }
+            None => ("—".to_string(), "not measured".to_string()),
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {what} | {bound} | {measured} | {verdict} |",
+            t.case.name()
+        );
+    }
+    out.push('\n');
+    out
+}
+
+/// Escapes a string for a JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "null".into()
+    }
+}
+
+/// One JSON object per measured subject and case, one per line:
+/// `{"case": ..., "subject": ..., "median_ns": ..., "spread": [min, max]}` (`ops_per_s` for
+/// throughput cases).
+pub fn json_lines(results: &[CaseResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        let field = if r.case.is_throughput() {
+            "ops_per_s"
+        } else {
+            "median_ns"
+        };
+        for (subject, outcome) in &r.rows {
+            if let Outcome::Measured(Measured { summary: m, .. }) = outcome {
+                let _ = writeln!(
+                    out,
+                    "{{\"case\": {}, \"subject\": {}, \"{field}\": {}, \"spread\": [{}, {}]}}",
+                    json_str(r.case.name()),
+                    json_str(subject.name()),
+                    json_num(m.median),
+                    json_num(m.lo),
+                    json_num(m.hi),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(median: f64) -> Outcome {
+        Outcome::Measured(Measured::new(
+            Summary {
+                median,
+                lo: median,
+                hi: median,
+                reps: 1,
+            },
+            String::new(),
+        ))
+    }
+
+    #[test]
+    fn baseline_is_seed_else_best_floor() {
+        let r = CaseResult {
+            case: Case::Inplace64m,
+            rows: vec![
+                (Subject::NcMutex, summary(10.0)),
+                (Subject::Seed, Outcome::Unsupported("no guard".into())),
+                (Subject::StdMutex, summary(9.0)),
+                (Subject::Memcpy, summary(8.0)),
+            ],
+        };
+        assert_eq!(r.baseline().map(|b| b.0), Some(Subject::Memcpy));
+        let ratio = measured_ratio(std::slice::from_ref(&r), &targets()[8]).expect("measured");
+        assert!((ratio - 0.8).abs() < 1e-9);
+        let json = json_lines(&[r]);
+        assert_eq!(json.lines().count(), 3);
+        assert!(json.starts_with(
+            "{\"case\": \"inplace_write_64m\", \"subject\": \"neocortex-mutex\", \"median_ns\": 10.000"
+        ));
+    }
+
+    #[test]
+    fn json_escapes() {
+        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+    }
+}
