@@ -662,14 +662,17 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     }
 
     /// The lock handle, for lock-specific queries.
+    #[inline]
     pub fn raw_lock(&self) -> &L {
         &self.lock
     }
 
+    #[inline]
     pub(crate) fn header(&self) -> &Header {
         self.map.header()
     }
 
+    #[inline]
     pub(crate) fn lock_state(&self) -> &L::State {
         let offset = Self::LAYOUT.lock_offset;
         // SAFETY: the segment was created or validated for exactly this layout, so the offset
@@ -677,11 +680,13 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         unsafe { self.map.at::<L::State>(offset).as_ref() }
     }
 
+    #[inline]
     pub(crate) fn value_ptr(&self) -> std::ptr::NonNull<T> {
         let offset = Self::LAYOUT.data_offset;
         self.map.at::<T>(offset)
     }
 
+    #[inline]
     pub(crate) fn key_typed(&self) -> Key {
         self.key
     }
@@ -694,6 +699,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     /// # Errors
     ///
     /// `LockRemoved` when the lock was removed from outside, `PermissionDenied`.
+    #[inline]
     pub fn lock(&self) -> CortexResult<CortexGuard<'_, T, L>> {
         CortexGuard::acquire(self, Wait::Forever)
     }
@@ -723,6 +729,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     /// # Errors
     ///
     /// As [`lock`](Self::lock).
+    #[inline]
     pub fn lock_shared(&self) -> CortexResult<CortexReadGuard<'_, T, L>> {
         CortexReadGuard::acquire(self, Wait::Forever)
     }
@@ -755,6 +762,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     /// `OwnerDied` while a holder's death has left the value unrepaired (use
     /// [`lock`](Self::lock) to look at it and mark it consistent), and as
     /// [`lock`](Self::lock).
+    #[inline]
     pub fn read(&self) -> CortexResult<T>
     where
         T: Copy,
@@ -773,6 +781,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     /// # Errors
     ///
     /// As [`lock`](Self::lock).
+    #[inline]
     pub fn write(&self, value: T) -> CortexResult<()> {
         let mut guard = self.lock()?;
         *guard = value;

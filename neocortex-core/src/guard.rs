@@ -33,6 +33,7 @@ pub struct CortexReadGuard<'a, T: ShmSafe, L: CortexSync> {
 }
 
 impl<'a, T: ShmSafe, L: CortexSync> CortexGuard<'a, T, L> {
+    #[inline]
     pub(crate) fn acquire(cortex: &'a Cortex<T, L>, wait: Wait) -> CortexResult<Self> {
         cortex
             .raw_lock()
@@ -82,6 +83,7 @@ impl<'a, T: ShmSafe, L: CortexSync> CortexGuard<'a, T, L> {
 impl<T: ShmSafe, L: CortexSync> Deref for CortexGuard<'_, T, L> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
         // SAFETY: the exclusive lock is held for the guard's lifetime (CortexSync contract),
         // the pointer is aligned and inside the segment, and T: ShmSafe is valid for any bytes.
@@ -90,6 +92,7 @@ impl<T: ShmSafe, L: CortexSync> Deref for CortexGuard<'_, T, L> {
 }
 
 impl<T: ShmSafe, L: CortexSync> DerefMut for CortexGuard<'_, T, L> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; the exclusive hold and `&mut self` make this the only
         // reference to the value in any process.
@@ -98,6 +101,7 @@ impl<T: ShmSafe, L: CortexSync> DerefMut for CortexGuard<'_, T, L> {
 }
 
 impl<T: ShmSafe, L: CortexSync> Drop for CortexGuard<'_, T, L> {
+    #[inline]
     fn drop(&mut self) {
         if current_pid() != self.pid {
             // A forked child inherited this guard: the lock is the parent's.
@@ -130,6 +134,7 @@ impl<T: ShmSafe + std::fmt::Debug, L: CortexSync> std::fmt::Debug for CortexGuar
 }
 
 impl<'a, T: ShmSafe, L: CortexSync> CortexReadGuard<'a, T, L> {
+    #[inline]
     pub(crate) fn acquire(cortex: &'a Cortex<T, L>, wait: Wait) -> CortexResult<Self> {
         cortex
             .raw_lock()
@@ -162,6 +167,7 @@ impl<'a, T: ShmSafe, L: CortexSync> CortexReadGuard<'a, T, L> {
 impl<T: ShmSafe, L: CortexSync> Deref for CortexReadGuard<'_, T, L> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
         // SAFETY: a shared hold excludes every exclusive holder (CortexSync contract), so no
         // `&mut T` exists anywhere while this `&T` lives; pointer aligned and in bounds.
@@ -170,6 +176,7 @@ impl<T: ShmSafe, L: CortexSync> Deref for CortexReadGuard<'_, T, L> {
 }
 
 impl<T: ShmSafe, L: CortexSync> Drop for CortexReadGuard<'_, T, L> {
+    #[inline]
     fn drop(&mut self) {
         if current_pid() != self.pid {
             return;

@@ -72,11 +72,14 @@ impl SegmentLayout {
     /// when the sizes overflow.
     pub const fn new(state: (usize, usize), data: (usize, usize)) -> Option<Self> {
         let header = std::mem::size_of::<Header>() as u64;
-        let lock_offset = align_up(header, state.1 as u64);
+        // The lock and the value each start on a cache line of their own (or their own
+        // alignment, if larger): a value next to the header or lock words would share a
+        // line with them, and a waiter polling the lock would slow the holder's writes.
+        let lock_offset = align_up(header, max(state.1 as u64, CACHE_LINE));
         let Some(after_lock) = lock_offset.checked_add(state.0 as u64) else {
             return None;
         };
-        let data_offset = align_up(after_lock, data.1 as u64);
+        let data_offset = align_up(after_lock, max(data.1 as u64, CACHE_LINE));
         let Some(total_size) = data_offset.checked_add(data.0 as u64) else {
             return None;
         };
@@ -85,6 +88,17 @@ impl SegmentLayout {
             data_offset,
             total_size,
         })
+    }
+}
+
+/// The cache line size of the machines neocortex targets.
+const CACHE_LINE: u64 = 64;
+
+const fn max(a: u64, b: u64) -> u64 {
+    if a > b {
+        a
+    } else {
+        b
     }
 }
 
@@ -325,6 +339,7 @@ impl Header {
 
     /// Records `pid` as the exclusive holder; returns the previous holder, which is non-zero
     /// only when that holder died or panicked without releasing. Call only under the lock.
+    #[inline]
     pub fn take_holder(&self, pid: i32) -> i32 {
         let previous = self.holder.swap(pid, Ordering::Relaxed);
         if previous != 0 {
@@ -340,11 +355,13 @@ impl Header {
     }
 
     /// Clears the holder on a clean release. Call only under the lock.
+    #[inline]
     pub fn clear_holder(&self) {
         self.holder.store(0, Ordering::Relaxed);
     }
 
     /// Marks the data inconsistent because `pid` panicked holding the lock.
+    #[inline]
     pub fn mark_inconsistent(&self, pid: i32) {
         let _ = self
             .inconsistent
@@ -352,6 +369,7 @@ impl Header {
     }
 
     /// The pid of the holder that died holding the lock, while the data is not repaired.
+    #[inline]
     pub fn dead_holder(&self) -> Option<i32> {
         match self.inconsistent.load(Ordering::Relaxed) {
             0 => None,
@@ -360,6 +378,7 @@ impl Header {
     }
 
     /// Marks the data consistent again, after a repair.
+    #[inline]
     pub fn mark_consistent(&self) {
         self.inconsistent.store(0, Ordering::Relaxed);
     }
@@ -406,7 +425,12 @@ mod tests {
     fn layout_aligns_lock_and_value() {
         let l = SegmentLayout::new((4, 4), (8, 8)).unwrap();
         assert_eq!(l.lock_offset, std::mem::size_of::<Header>() as u64);
-        assert_eq!(l.data_offset % 8, 0);
+        assert_eq!(l.lock_offset % 64, 0);
+        assert_eq!(l.data_offset % 64, 0);
+        assert!(
+            l.data_offset >= l.lock_offset + 64,
+            "the value has a line of its own"
+        );
         assert_eq!(l.total_size, l.data_offset + 8);
         let big = SegmentLayout::new((0, 1), (64, 4096)).unwrap();
         assert_eq!(big.data_offset, 4096);

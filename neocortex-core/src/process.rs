@@ -3,6 +3,8 @@
 //! A pid alone can be reused by an unrelated process; a pid together with the process's start
 //! time (field 22 of `/proc/<pid>/stat`, in clock ticks since boot) cannot.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use neocortex_sys::process::{clock_ticks_per_second, current_pid, pid_exists};
 
 /// A process, identified so that pid reuse cannot fool a liveness check.
@@ -15,12 +17,28 @@ pub struct ProcessIdentity {
 }
 
 impl ProcessIdentity {
-    /// The calling process.
+    /// The calling process. `/proc` is read once per process: the start time is cached
+    /// with the pid it belongs to, so a forked child reads its own.
+    #[inline]
     pub fn current() -> Self {
+        static CACHE: AtomicU64 = AtomicU64::new(0);
         let pid = current_pid();
+        let cached = CACHE.load(Ordering::Relaxed);
+        // The cache holds (pid << 40) | start ticks (ticks fit in 40 bits for ~348 years at
+        // 100 Hz).
+        if cached != 0 && (cached >> 40) as i32 == pid {
+            return Self {
+                pid,
+                start_ticks: cached & ((1 << 40) - 1),
+            };
+        }
+        let ticks = start_ticks(pid).unwrap_or(0);
+        if ticks < (1 << 40) && pid > 0 {
+            CACHE.store(((pid as u64) << 40) | ticks, Ordering::Relaxed);
+        }
         Self {
             pid,
-            start_ticks: start_ticks(pid).unwrap_or(0),
+            start_ticks: ticks,
         }
     }
 

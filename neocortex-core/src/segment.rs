@@ -37,6 +37,7 @@ impl Mapping {
     }
 
     /// The header at the start of the segment.
+    #[inline]
     pub(crate) fn header(&self) -> &Header {
         debug_assert!(self.size >= std::mem::size_of::<Header>() as u64);
         // SAFETY: `shmat` returns a page-aligned address (so aligned for Header's 64 bytes),
@@ -51,6 +52,7 @@ impl Mapping {
     ///
     /// Turning it into a reference is up to the caller, who must check that
     /// `offset + size_of::<U>() <= size` and that `offset` is aligned for `U`.
+    #[inline]
     pub(crate) fn at<U>(&self, offset: u64) -> NonNull<U> {
         debug_assert!(offset + std::mem::size_of::<U>() as u64 <= self.size);
         // SAFETY: callers pass an offset inside the mapping (checked against the header

@@ -8,7 +8,7 @@ use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use neocortex_core::process::parse_start_ticks;
+use neocortex_core::process::{parse_start_ticks, ProcessIdentity};
 use neocortex_core::{CortexError, CortexResult, CortexSync, Key, Permission, Remaining, Wait};
 use neocortex_sys::process::{current_pid, pid_exists};
 use neocortex_sys::{futex, Errno};
@@ -108,10 +108,12 @@ pub struct Mutex {
 }
 
 /// This process's word value: its pid.
+#[inline]
 fn own_word() -> u32 {
     (current_pid() as u32) & PID_MASK
 }
 
+#[inline]
 fn make_ident(pid: u32, start_ticks: u64) -> u64 {
     (u64::from(pid) << 32) | (start_ticks & 0xffff_ffff)
 }
@@ -124,18 +126,13 @@ fn ident_ticks(ident: u64) -> u32 {
     ident as u32
 }
 
-/// This process's identity, read from `/proc` once per process (the cache is keyed by pid,
-/// so a forked child reads its own).
+/// This process's identity record (`/proc` is read once per process by
+/// [`ProcessIdentity::current`], which caches it per pid, so a forked child reads its own).
+#[inline]
 fn own_ident(pid: u32) -> u64 {
-    static OWN_IDENT: AtomicU64 = AtomicU64::new(0);
-    let cached = OWN_IDENT.load(Ordering::Relaxed);
-    if cached != 0 && ident_pid(cached) == pid {
-        return cached;
-    }
-    let ticks = neocortex_core::process::start_ticks(pid as i32).unwrap_or(0);
-    let ident = make_ident(pid, ticks);
-    OWN_IDENT.store(ident, Ordering::Relaxed);
-    ident
+    let me = ProcessIdentity::current();
+    debug_assert_eq!(me.pid as u32 & PID_MASK, pid);
+    make_ident(pid, me.start_ticks)
 }
 
 /// What `/proc/<pid>/stat` says about a process.

@@ -17,11 +17,17 @@ extern "C" fn forget_pid_in_child() {
 ///
 /// The cache is reset in the child of every `fork(2)` that goes through the C library (which
 /// runs `pthread_atfork` handlers), so a forked child sees its own pid.
+#[inline]
 pub fn current_pid() -> libc::pid_t {
     let pid = PID.load(Ordering::Relaxed);
     if pid != 0 {
         return pid;
     }
+    first_pid()
+}
+
+#[cold]
+fn first_pid() -> libc::pid_t {
     REGISTER.call_once(|| {
         // SAFETY: the handler is a plain `extern "C" fn` that only stores to an atomic, which
         // is async-signal-safe and valid in a forked child.
