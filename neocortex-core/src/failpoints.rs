@@ -45,29 +45,70 @@ pub enum Action {
 
 #[cfg(feature = "failpoints")]
 mod registry {
-    use std::sync::{Mutex, OnceLock};
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Mutex;
 
     use super::Action;
 
-    fn points() -> &'static Mutex<Vec<(String, Action)>> {
-        static POINTS: OnceLock<Mutex<Vec<(String, Action)>>> = OnceLock::new();
-        POINTS.get_or_init(|| {
-            let from_env = std::env::var("NEOCORTEX_FAILPOINTS").unwrap_or_default();
-            Mutex::new(super::parse(&from_env).unwrap_or_default())
-        })
+    static POINTS: Mutex<Vec<(String, Action)>> = Mutex::new(Vec::new());
+
+    /// Whether any point may be armed. Checked before `POINTS` is locked, so a process that
+    /// arms nothing never takes the lock (a child forked while another thread holds a lock
+    /// would block on it forever). States: environment not read yet, being read, nothing
+    /// armed, something armed.
+    static ARMED: AtomicU8 = AtomicU8::new(UNREAD);
+    const UNREAD: u8 = 0;
+    const READING: u8 = 1;
+    const NONE: u8 = 2;
+    const SOME: u8 = 3;
+
+    fn lock() -> std::sync::MutexGuard<'static, Vec<(String, Action)>> {
+        POINTS.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn armed() -> bool {
+        match ARMED.load(Ordering::Acquire) {
+            SOME => true,
+            UNREAD => {
+                if ARMED
+                    .compare_exchange(UNREAD, READING, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    return ARMED.load(Ordering::Acquire) == SOME;
+                }
+                let from_env = std::env::var("NEOCORTEX_FAILPOINTS").unwrap_or_default();
+                let parsed = super::parse(&from_env).unwrap_or_default();
+                let some = !parsed.is_empty();
+                if some {
+                    lock().extend(parsed);
+                }
+                let _ = ARMED.compare_exchange(
+                    READING,
+                    if some { SOME } else { NONE },
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                ARMED.load(Ordering::Acquire) == SOME
+            }
+            _ => false,
+        }
     }
 
     pub(super) fn set(name: &str, action: Option<Action>) {
-        let mut points = points().lock().unwrap_or_else(|e| e.into_inner());
+        let _ = armed();
+        let mut points = lock();
         points.retain(|(n, _)| n != name);
         if let Some(action) = action {
             points.push((name.to_owned(), action));
         }
+        ARMED.store(SOME, Ordering::Release);
     }
 
     pub(super) fn get(name: &str) -> Option<Action> {
-        let points = points().lock().unwrap_or_else(|e| e.into_inner());
-        points.iter().find(|(n, _)| n == name).map(|&(_, a)| a)
+        if !armed() {
+            return None;
+        }
+        lock().iter().find(|(n, _)| n == name).map(|&(_, a)| a)
     }
 }
 

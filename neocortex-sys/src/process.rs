@@ -1,13 +1,18 @@
 //! Process identity: a cached `getpid` that stays right across `fork`, and liveness probes.
 
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use crate::errno::SysError;
 use crate::Errno;
 
 static PID: AtomicI32 = AtomicI32::new(0);
-static REGISTER: Once = Once::new();
+
+/// Whether the fork handler is registered. A lock (`Once`) would not do: a child forked while
+/// another thread holds it would block forever on its first call.
+static HANDLER: AtomicU8 = AtomicU8::new(UNREGISTERED);
+const UNREGISTERED: u8 = 0;
+const REGISTERING: u8 = 1;
+const REGISTERED: u8 = 2;
 
 extern "C" fn forget_pid_in_child() {
     PID.store(0, Ordering::Relaxed);
@@ -28,14 +33,27 @@ pub fn current_pid() -> libc::pid_t {
 
 #[cold]
 fn first_pid() -> libc::pid_t {
-    REGISTER.call_once(|| {
+    if HANDLER
+        .compare_exchange(
+            UNREGISTERED,
+            REGISTERING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok()
+    {
         // SAFETY: the handler is a plain `extern "C" fn` that only stores to an atomic, which
         // is async-signal-safe and valid in a forked child.
         unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
-    });
+        HANDLER.store(REGISTERED, Ordering::Release);
+    }
     // SAFETY: getpid takes nothing and cannot fail.
     let pid = unsafe { libc::getpid() };
-    PID.store(pid, Ordering::Relaxed);
+    // Cache only once the handler is in place: a child forked before that (even one forked
+    // half-way through the registration) keeps asking the kernel, and so stays right.
+    if HANDLER.load(Ordering::Acquire) == REGISTERED {
+        PID.store(pid, Ordering::Relaxed);
+    }
     pid
 }
 

@@ -17,8 +17,6 @@ fn eight_racing_creators_one_winner_per_round() {
     let key = unique_key("eight_racing_creators");
     for round in 0..100 {
         let go = Pipe::new();
-        let results = Pipe::new();
-        let release = Pipe::new();
         let children: Vec<_> = (0..8)
             .map(|_| {
                 fork(|| {
@@ -26,46 +24,37 @@ fn eight_racing_creators_one_winner_per_round() {
                     // SAFETY: getpid takes nothing.
                     let me = u64::from(unsafe { libc::getpid() } as u32);
                     match Cortex::<u64, Semaphore>::new(key, me, None) {
-                        Ok(cortex) => {
-                            results.send(b'W');
-                            release.recv();
-                            drop(cortex);
-                            0
-                        }
-                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                            results.send(b'L');
-                            0
-                        }
-                        Err(_) => {
-                            results.send(b'E');
-                            1
-                        }
+                        // The winner leaves its segment in place for the parent to check.
+                        Ok(cortex) => match cortex.detach() {
+                            Ok(()) => 10,
+                            Err(_) => 12,
+                        },
+                        Err(e) if e.kind() == ErrorKind::AlreadyExists => 11,
+                        Err(_) => 13,
                     }
                 })
             })
             .collect();
         go.release(8);
-        let mut outcomes: Vec<u8> = (0..8).map(|_| results.recv()).collect();
-        outcomes.sort_unstable();
+        let pids: Vec<i32> = children.iter().map(common::Child::pid).collect();
+        let mut codes: Vec<Exit> = children.into_iter().map(common::Child::wait).collect();
+        codes.sort_by_key(|e| format!("{e:?}"));
+        let mut expected = vec![Exit::Code(10)];
+        expected.extend([Exit::Code(11); 7]);
         assert_eq!(
-            outcomes,
-            b"LLLLLLLW".to_vec(),
-            "round {round}: exactly one winner"
+            codes, expected,
+            "round {round}: one winner, seven told AlreadyExists"
         );
-        // The losers are done and did not remove the winner's segment.
+        // Every loser is gone, and none removed the winner's segment.
         let winner =
             Cortex::<u64, Semaphore>::attach(key).unwrap_or_else(|e| panic!("round {round}: {e}"));
-        let winner_pid = winner.read().unwrap() as i32;
         assert!(
-            children.iter().any(|c| c.pid() == winner_pid),
-            "round {round}: the value is the winner's"
+            pids.contains(&(winner.read().unwrap() as i32)),
+            "round {round}: the winner's value"
         );
-        drop(winner);
-        release.send(1);
-        for child in children {
-            child.expect_success("race to create");
-        }
-        assert_gone(key, &[], &[]);
+        let ids = (winner.segment_id(), winner.raw_lock().id());
+        winner.remove().unwrap();
+        assert_gone(key, &[ids.0], &[ids.1]);
     }
 }
 
