@@ -360,7 +360,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         };
         let header = map.header();
         let verdict = match header.state() {
-            Ok(InitState::Uninit) if header.is_blank() => {
+            Ok(InitState::Uninit) if header.is_blank() || header.format().is_ok() => {
                 if creator_alive_at(ds.shm_cpid, ds.shm_ctime) {
                     Occupant::Keep(format!(
                         "segment id {id} is being created by pid {}",
@@ -548,7 +548,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         let map =
             Mapping::attach(id, real_size).map_err(|e| CortexError::clean("attach", key, e))?;
         failpoints::reach("attach.before_validate");
-        match Self::validate(key, &map, &expected, ds.shm_cpid) {
+        match Self::validate(key, &map, &expected, (ds.shm_cpid, ds.shm_ctime)) {
             Ok(lock) => Ok(Self {
                 key,
                 map,
@@ -569,31 +569,30 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         key: Key,
         map: &Mapping,
         expected: &Descriptor,
-        kernel_creator: i32,
+        (kernel_creator, created_at): (i32, i64),
     ) -> CortexResult<L> {
         let header = map.header();
         let started = Instant::now();
         loop {
             match header.state() {
                 Ok(InitState::Ready) => break,
-                Ok(_) if header.is_blank() || header.format().is_ok() => {
-                    let creator = if header.is_blank() {
-                        ProcessIdentity {
-                            pid: kernel_creator,
-                            start_ticks: 0,
-                        }
+                Ok(state) if header.is_blank() || header.format().is_ok() => {
+                    // Until the state says Initializing (release), the header's creator fields
+                    // may be half-written: ask the kernel who made the segment, and when.
+                    let (pid, alive) = if state == InitState::Uninit {
+                        (kernel_creator, creator_alive_at(kernel_creator, created_at))
                     } else {
-                        header.creator()
+                        let creator = header.creator();
+                        (creator.pid, creator.is_alive())
                     };
                     let waited = started.elapsed();
-                    if waited >= ATTACH_INIT_WAIT || !creator.is_alive() {
-                        let detail = if creator.is_alive() {
-                            format!("creator pid {} is still running; retry later", creator.pid)
+                    if waited >= ATTACH_INIT_WAIT || !alive {
+                        let detail = if alive {
+                            format!("creator pid {pid} is still running; retry later")
                         } else {
                             format!(
-                                "creator pid {} died before finishing; the next Cortex::new on \
-                                 this key reclaims it",
-                                creator.pid
+                                "creator pid {pid} died before finishing; the next Cortex::new \
+                                 on this key reclaims it"
                             )
                         };
                         return Err(CortexError::NotInitialized {
