@@ -9,7 +9,7 @@
 //!
 //! - only [`ShmSafe`] types go into a segment (valid for every bit pattern, no pointers, no
 //!   `Drop`, fixed layout);
-//! - attaching checks the segment's real size, its [header](header) (magic, format, state)
+//! - attaching checks the segment's real size, its [header] (magic, format, state)
 //!   and the layout fingerprints of `T` and `L` before a byte of `T` is read;
 //! - segments are created with `IPC_EXCL` and owner-only permissions unless asked otherwise;
 //! - every error is [`CortexError::CleanSystem`] (nothing left behind) or

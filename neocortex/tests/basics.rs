@@ -13,6 +13,19 @@ fn ids(c: &Cortex<impl neocortex::ShmSafe, Semaphore>) -> (Vec<i32>, Vec<i32>) {
     (vec![c.segment_id()], vec![c.raw_lock().id()])
 }
 
+/// The permission bits of the segment and of its semaphore set.
+fn modes(c: &Cortex<impl neocortex::ShmSafe, Semaphore>) -> (u16, u16) {
+    let shm = neocortex_sys::shm::stat(c.segment_id())
+        .expect("stat the segment")
+        .shm_perm
+        .mode;
+    let sem = neocortex_sys::sem::stat(c.raw_lock().id())
+        .expect("stat the set")
+        .sem_perm
+        .mode;
+    (shm & 0o777, sem & 0o777)
+}
+
 #[test]
 fn seed_readme_example() {
     let key = unique_key("seed_readme_example");
@@ -34,34 +47,14 @@ fn seed_readme_permissions_govern_segment_and_lock() {
         mode: SemaphorePermission::OwnerAndGroup,
     };
     let cortex: Cortex<_, Semaphore> = Cortex::new(key, 42.0_f64, Some(&settings)).unwrap();
-    let shm_mode = neocortex_sys::shm::stat(cortex.segment_id())
-        .unwrap()
-        .shm_perm
-        .mode
-        & 0o777;
-    let sem_mode = neocortex_sys::sem::stat(cortex.raw_lock().id())
-        .unwrap()
-        .sem_perm
-        .mode
-        & 0o777;
-    assert_eq!((shm_mode, sem_mode), (0o660, 0o660));
+    assert_eq!(modes(&cortex), (0o660, 0o660));
     let (shm, sem) = ids(&cortex);
     drop(cortex);
     assert_gone(key, &shm, &sem);
 
     // The default is owner-only, never world-writable.
     let cortex: Cortex<_, Semaphore> = Cortex::new(key, 1u8, None).unwrap();
-    let shm_mode = neocortex_sys::shm::stat(cortex.segment_id())
-        .unwrap()
-        .shm_perm
-        .mode
-        & 0o777;
-    let sem_mode = neocortex_sys::sem::stat(cortex.raw_lock().id())
-        .unwrap()
-        .sem_perm
-        .mode
-        & 0o777;
-    assert_eq!((shm_mode, sem_mode), (0o600, 0o600));
+    assert_eq!(modes(&cortex), (0o600, 0o600));
     let (shm, sem) = ids(&cortex);
     drop(cortex);
     assert_gone(key, &shm, &sem);
