@@ -70,13 +70,7 @@ impl<'a, T: ShmSafe, L: CortexSync> CortexGuard<'a, T, L> {
     }
 
     pub(crate) fn refuse_if_inconsistent(&self) -> CortexResult<()> {
-        match self.dead_owner {
-            Some(pid) => Err(CortexError::OwnerDied {
-                key: self.cortex.key_typed(),
-                pid,
-            }),
-            None => Ok(()),
-        }
+        refuse_if_dead(self.cortex.key_typed(), self.dead_owner)
     }
 }
 
@@ -154,13 +148,7 @@ impl<'a, T: ShmSafe, L: CortexSync> CortexReadGuard<'a, T, L> {
     }
 
     pub(crate) fn refuse_if_inconsistent(&self) -> CortexResult<()> {
-        match self.dead_owner {
-            Some(pid) => Err(CortexError::OwnerDied {
-                key: self.cortex.key_typed(),
-                pid,
-            }),
-            None => Ok(()),
-        }
+        refuse_if_dead(self.cortex.key_typed(), self.dead_owner)
     }
 }
 
@@ -199,5 +187,13 @@ impl<T: ShmSafe + std::fmt::Debug, L: CortexSync> std::fmt::Debug for CortexRead
             .field("value", &**self)
             .field("owner_died", &self.owner_died())
             .finish()
+    }
+}
+
+/// `OwnerDied` while a dead holder's value is unrepaired: what by-value access returns.
+fn refuse_if_dead(key: crate::Key, dead_owner: Option<i32>) -> CortexResult<()> {
+    match dead_owner {
+        Some(pid) => Err(CortexError::OwnerDied { key, pid }),
+        None => Ok(()),
     }
 }

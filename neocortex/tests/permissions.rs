@@ -1,4 +1,8 @@
 //! Segments are owner-only by default: another user is refused, and a wider mode lets it in.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: an unexpected error fails the test with its message"
+)]
 
 mod common;
 
@@ -24,23 +28,35 @@ fn attach_as_nobody(key: i32) -> common::Exit {
     child.wait()
 }
 
+/// Creates a `u64` segment holding 1 with `mode` (`None`: the default), lets uid 65534 try
+/// to attach and write 5, and checks both the child's outcome and the value left.
+fn other_user_against(
+    name: &str,
+    mode: Option<SemaphorePermission>,
+    outcome: common::Exit,
+    value: u64,
+) {
+    let key = unique_key(name);
+    let settings = mode.map(|mode| SemaphoreSettings { mode });
+    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, settings.as_ref()).unwrap();
+    assert_eq!(attach_as_nobody(key), outcome, "{mode:?}");
+    assert_eq!(
+        cortex.read().unwrap(),
+        value,
+        "{mode:?}: the value after the other user"
+    );
+    let ids = (cortex.segment_id(), cortex.raw_lock().id());
+    drop(cortex);
+    assert_gone(key, &[ids.0], &[ids.1]);
+}
+
 #[test]
 fn another_user_is_refused_a_default_segment() {
     if !is_root() {
         eprintln!("skipped: dropping to uid {NOBODY} needs root");
         return;
     }
-    let key = unique_key("another_user_is_refused");
-    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
-    assert_eq!(attach_as_nobody(key), common::Exit::Code(10));
-    assert_eq!(
-        cortex.read().unwrap(),
-        1,
-        "nothing written by the refused user"
-    );
-    let ids = (cortex.segment_id(), cortex.raw_lock().id());
-    drop(cortex);
-    assert_gone(key, &[ids.0], &[ids.1]);
+    other_user_against("another_user_is_refused", None, common::Exit::Code(10), 1);
 }
 
 #[test]
@@ -49,20 +65,8 @@ fn a_mode_for_others_lets_another_user_in() {
         eprintln!("skipped: dropping to uid {NOBODY} needs root");
         return;
     }
-    let key = unique_key("a_mode_for_others");
-    let settings = SemaphoreSettings {
-        mode: SemaphorePermission::ReadWriteForOthers,
-    };
-    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, Some(&settings)).unwrap();
-    assert_eq!(attach_as_nobody(key), common::Exit::Code(0));
-    assert_eq!(
-        cortex.read().unwrap(),
-        5,
-        "the other user wrote through the lock"
-    );
-    let ids = (cortex.segment_id(), cortex.raw_lock().id());
-    drop(cortex);
-    assert_gone(key, &[ids.0], &[ids.1]);
+    let mode = Some(SemaphorePermission::ReadWriteForOthers);
+    other_user_against("a_mode_for_others", mode, common::Exit::Code(0), 5);
 }
 
 #[test]
@@ -71,16 +75,8 @@ fn read_only_for_others_keeps_others_from_writing() {
         eprintln!("skipped: dropping to uid {NOBODY} needs root");
         return;
     }
-    let key = unique_key("read_only_for_others");
-    let settings = SemaphoreSettings {
-        mode: SemaphorePermission::ReadOnlyForOthers,
-    };
-    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, Some(&settings)).unwrap();
-    assert_eq!(attach_as_nobody(key), common::Exit::Code(10));
-    assert_eq!(cortex.read().unwrap(), 1);
-    let ids = (cortex.segment_id(), cortex.raw_lock().id());
-    drop(cortex);
-    assert_gone(key, &[ids.0], &[ids.1]);
+    let mode = Some(SemaphorePermission::ReadOnlyForOthers);
+    other_user_against("read_only_for_others", mode, common::Exit::Code(10), 1);
 }
 
 #[test]
