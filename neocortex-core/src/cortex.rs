@@ -343,6 +343,15 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
                 return Occupant::Keep(format!("segment id {id} belongs to another user ({e})"))
             }
         };
+        // Only this user's own segments are ever reclaimed: a segment made (or handed) to
+        // anyone else, root included, is not ours to judge.
+        let me = neocortex_sys::process::effective_uid();
+        if ds.shm_perm.cuid != me || ds.shm_perm.uid != me {
+            return Occupant::Keep(format!(
+                "segment id {id} belongs to uid {} (created by uid {}), not to this user",
+                ds.shm_perm.uid, ds.shm_perm.cuid
+            ));
+        }
         if ds.shm_nattch > 0 {
             return Occupant::Keep(format!(
                 "segment id {id} is in use: {} process(es) attached, creator pid {}",
@@ -360,8 +369,16 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         };
         let header = map.header();
         let verdict = match header.state() {
-            Ok(InitState::Uninit) if header.is_blank() || header.format().is_ok() => {
-                if creator_alive_at(ds.shm_cpid, ds.shm_ctime) {
+            // Nothing published yet: the header may be blank or half-written, so only the
+            // kernel's record counts, and only a segment of exactly our size is ours to judge.
+            Ok(InitState::Uninit) => {
+                if ds.shm_segsz as u64 != Self::LAYOUT.total_size {
+                    Occupant::Keep(format!(
+                        "segment id {id} ({} bytes) holds no neocortex header; it was left \
+                         untouched",
+                        ds.shm_segsz
+                    ))
+                } else if creator_alive_at(ds.shm_cpid, ds.shm_ctime) {
                     Occupant::Keep(format!(
                         "segment id {id} is being created by pid {}",
                         ds.shm_cpid
@@ -379,8 +396,8 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
                     header.descriptor().lock_tag == Self::expected().map_or(0, |d| d.lock_tag);
                 if creator.pid != ds.shm_cpid {
                     Occupant::Keep(format!(
-                        "segment id {id} names creator pid {} but the kernel says {}; left \
-                         untouched",
+                        "segment id {id} names creator pid {} but the kernel says {} (another \
+                         pid namespace, or a forged header); left untouched",
                         creator.pid, ds.shm_cpid
                     ))
                 } else if creator.is_alive() {
@@ -422,14 +439,39 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         verdict
     }
 
-    /// Removes the lock and the segment of a stale occupant (dead creator, none attached).
+    /// Removes the segment and then the lock of a stale occupant (dead creator, none
+    /// attached). A segment someone else removed meanwhile is fine: the key is free.
     fn remove_occupant(key: Key, id: i32) -> CortexResult<()> {
-        let ds = shm::stat(id).map_err(|e| CortexError::clean("reclaim stale segment", key, e))?;
-        let map = Mapping::attach(id, ds.shm_segsz as u64)
-            .map_err(|e| CortexError::clean("reclaim stale segment", key, e))?;
+        let op = "reclaim stale segment";
+        let gone = |e: &SysError| e.errno == Errno::EINVAL || e.errno == Errno::EIDRM;
+        let ds = match shm::stat(id) {
+            Ok(ds) => ds,
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(CortexError::clean(op, key, e)),
+        };
+        let map = match Mapping::attach(id, ds.shm_segsz as u64) {
+            Ok(map) => map,
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(CortexError::clean(op, key, e)),
+        };
+        // Someone may have attached since the inspection: then it is not stale any more.
+        let attached = shm::stat(id).map(|ds| ds.shm_nattch).unwrap_or(0);
+        let removed = if attached > 1 {
+            Err(CortexError::Occupied {
+                key,
+                reason: format!("segment id {id} was attached to while being reclaimed"),
+            })
+        } else {
+            match shm::remove(id) {
+                Ok(()) => Ok(()),
+                Err(e) if gone(&e) => Ok(()),
+                Err(e) => Err(CortexError::dirty(op, key, e, vec![Leftover::Segment(id)])),
+            }
+        };
+        // The lock goes only with the segment, and only when the header names our lock kind.
+        let mut lock = Ok(());
         let header = map.header();
-        let mut result = Ok(());
-        if header.format().is_ok() {
+        if removed.is_ok() && header.format().is_ok() {
             if let Some(expected) = Self::expected() {
                 let d = header.descriptor();
                 if d.lock_tag == expected.lock_tag
@@ -440,20 +482,13 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
                     // above), inside the segment (checked against its real size) and
                     // L::State: ShmSafe is valid for every bit pattern.
                     let state = unsafe { map.at::<L::State>(expected.layout.lock_offset).as_ref() };
-                    result = L::destroy(key, state);
+                    lock = L::destroy(key, state);
                 }
             }
         }
-        let removed = shm::remove(id);
         // SAFETY: last use of this mapping; `header` and `state` are not used afterwards.
-        let unmapped = unsafe { map.unmap(key, "reclaim stale segment") };
-        let removed = match removed {
-            Err(e) if e.errno != Errno::EINVAL && e.errno != Errno::EIDRM => Err(
-                CortexError::dirty("reclaim stale segment", key, e, vec![Leftover::Segment(id)]),
-            ),
-            _ => Ok(()),
-        };
-        CortexError::combine([result, removed, unmapped])
+        let unmapped = unsafe { map.unmap(key, op) };
+        CortexError::combine([removed, lock, unmapped])
     }
 
     /// Removes the segment on `key` and its lock, but only if it is stale: its creator is
@@ -545,8 +580,17 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
                 reason: format!("it is {real_size} bytes, smaller than a neocortex header"),
             });
         }
-        let map =
-            Mapping::attach(id, real_size).map_err(|e| CortexError::clean("attach", key, e))?;
+        let map = Mapping::attach(id, real_size).map_err(|e| match e.errno {
+            // Removed between shmget and shmat: as good as never there.
+            Errno::EIDRM | Errno::EINVAL => CortexError::clean_with_hint(
+                "attach",
+                key,
+                ErrorKind::NotFound,
+                e,
+                "the segment was removed meanwhile",
+            ),
+            _ => CortexError::clean("attach", key, e),
+        })?;
         failpoints::reach("attach.before_validate");
         match Self::validate(key, &map, &expected, (ds.shm_cpid, ds.shm_ctime)) {
             Ok(lock) => Ok(Self {
@@ -559,8 +603,15 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
             }),
             Err(e) => {
                 // SAFETY: nothing borrowed from `map` outlives `validate`.
-                unsafe { map.unmap(key, "attach") }?;
-                Err(e)
+                let unmapped = unsafe { map.unmap(key, "attach") };
+                // The validation error is the news; a mapping left behind makes it dirty.
+                Err(match unmapped {
+                    Ok(()) => e,
+                    Err(dirty) => {
+                        tracing::error!(error = %dirty, "neocortex: a refused attach left its mapping");
+                        dirty
+                    }
+                })
             }
         }
     }
@@ -576,7 +627,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         loop {
             match header.state() {
                 Ok(InitState::Ready) => break,
-                Ok(state) if header.is_blank() || header.format().is_ok() => {
+                Ok(state) if state == InitState::Uninit || header.format().is_ok() => {
                     // Until the state says Initializing (release), the header's creator fields
                     // may be half-written: ask the kernel who made the segment, and when.
                     let (pid, alive) = if state == InitState::Uninit {
@@ -615,6 +666,19 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         header
             .format()
             .map_err(|reason| CortexError::ForeignSegment { key, reason })?;
+        if L::PID_BASED && header.creator().pid != kernel_creator {
+            return Err(CortexError::InvalidInput {
+                key,
+                reason: format!(
+                    "the lock `{}` identifies holders by pid, and this process is in another pid \
+                     namespace than the segment's creator (its pid {} is {} here); use a \
+                     Semaphore lock to share between pid namespaces",
+                    L::KIND,
+                    header.creator().pid,
+                    kernel_creator
+                ),
+            });
+        }
         let found = header.descriptor();
         match found.check(expected, map.size()) {
             Ok(()) => {}
@@ -853,7 +917,10 @@ impl<T: ShmSafe, L: CortexSync> Drop for Cortex<T, L> {
         if self.released {
             return;
         }
-        let result = if self.is_owner() {
+        // Ask the kernel, not the pid cache: a child made by a raw clone() skips the fork
+        // handler that resets the cache, and must never remove its parent's segment.
+        let owner = self.owner_pid != 0 && self.owner_pid == neocortex_sys::process::pid_uncached();
+        let result = if owner {
             self.remove_and_unmap("drop")
         } else {
             // SAFETY: drop runs once; nothing borrowed from the mapping outlives `self`.
@@ -894,8 +961,17 @@ fn remove_after_failure(
 ) -> CortexError {
     match failpoints::hit("create.rollback_rmid", "shmctl(IPC_RMID)").and_then(|()| shm::remove(id))
     {
-        Ok(()) if leftovers.is_empty() => CortexError::clean(op, key, cause),
-        Ok(()) => CortexError::dirty(op, key, cause, leftovers),
+        // EINVAL/EIDRM: already removed (by a reclaimer that judged it debris): not left.
+        Ok(())
+        | Err(SysError {
+            errno: Errno::EINVAL | Errno::EIDRM,
+            ..
+        }) if leftovers.is_empty() => CortexError::clean(op, key, cause),
+        Ok(())
+        | Err(SysError {
+            errno: Errno::EINVAL | Errno::EIDRM,
+            ..
+        }) => CortexError::dirty(op, key, cause, leftovers),
         Err(_) => {
             leftovers.push(Leftover::Segment(id));
             CortexError::dirty(op, key, cause, leftovers)
@@ -942,11 +1018,15 @@ impl<T: ShmSafe, L: CortexSync> Creation<'_, T, L> {
                 }
             }
         }
-        if failpoints::hit("create.rollback_rmid", "shmctl(IPC_RMID)")
+        match failpoints::hit("create.rollback_rmid", "shmctl(IPC_RMID)")
             .and_then(|()| shm::remove(map.id))
-            .is_err()
         {
-            left.push(Leftover::Segment(map.id));
+            Ok(())
+            | Err(SysError {
+                errno: Errno::EINVAL | Errno::EIDRM,
+                ..
+            }) => {}
+            Err(_) => left.push(Leftover::Segment(map.id)),
         }
         // SAFETY: a failed creation never hands out the mapping; this is its last use (the
         // caller returns the error right after, and the owning local is then dropped, which

@@ -136,7 +136,7 @@ impl<'a, T: ShmSafe, L: CortexSync> CortexReadGuard<'a, T, L> {
         Ok(Self {
             cortex,
             pid: current_pid(),
-            dead_owner: cortex.header().dead_holder(),
+            dead_owner: cortex.header().dead_holder_seen_shared(),
             _not_send: PhantomData,
         })
     }

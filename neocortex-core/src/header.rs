@@ -360,6 +360,20 @@ impl Header {
         previous
     }
 
+    /// Under a shared hold: the holder that died while holding the lock exclusively, if
+    /// any (a live exclusive holder cannot exist while a shared hold does). Recorded as
+    /// inconsistent too, so that it stays reported until repaired.
+    #[inline]
+    pub fn dead_holder_seen_shared(&self) -> Option<i32> {
+        let holder = self.holder.load(Ordering::Relaxed);
+        if holder != 0 {
+            let _ =
+                self.inconsistent
+                    .compare_exchange(0, holder, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        self.dead_holder()
+    }
+
     /// Clears the holder on a clean release. Call only under the lock.
     #[inline]
     pub fn clear_holder(&self) {

@@ -59,6 +59,10 @@ impl ProcessIdentity {
 /// epoch, as `shm_ctime` gives it), is still alive. A process with that pid that started after
 /// `created_at` is a different process.
 pub fn creator_alive_at(pid: i32, created_at: i64) -> bool {
+    if pid <= 0 {
+        // The kernel reports 0 for a creator in another pid namespace: unknown, so alive.
+        return true;
+    }
     if !pid_exists(pid) {
         return false;
     }

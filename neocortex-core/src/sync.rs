@@ -102,7 +102,8 @@ impl Wait {
 ///    value written under the lock is visible to the next holder.
 /// 3. **State in the segment.** All shared lock state is in `Self::State` (or a kernel
 ///    object whose id is stored there); `State` must be valid when zero-filled before
-///    `create` runs.
+///    `create` runs, and every field that changes after `create` must be an atomic, since
+///    other processes write it while this one holds a `&State`.
 /// 4. **No deadlock on holder death.** If a process dies holding the lock, a later `lock`
 ///    must eventually succeed (a SysV `SEM_UNDO` release or a takeover by a waiter).
 /// 5. **Honest waits.** [`Wait::Never`] never blocks; [`Wait::Until`] gives up after the
@@ -122,6 +123,13 @@ pub unsafe trait CortexSync: Sized + Send + Sync + Debug + 'static {
     /// Whether [`lock_shared`](Self::lock_shared) lets several holders in at once. When
     /// `false`, shared access falls back to exclusive access.
     const SHARED: bool = false;
+
+    /// Whether the lock identifies holders by pid (so every process using it must see the
+    /// same pids, i.e. share one pid namespace). For such locks, attach refuses a segment
+    /// whose creator pid, as the kernel reports it to the attaching process, differs from the
+    /// pid the creator recorded: the attacher lives in another pid namespace, where a live
+    /// holder would look dead.
+    const PID_BASED: bool = false;
 
     /// The mode for the segment and the lock, from the settings.
     fn permission(settings: &Self::Settings) -> Permission;

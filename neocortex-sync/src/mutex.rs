@@ -367,6 +367,7 @@ unsafe impl CortexSync for Mutex {
     type Settings = MutexSettings;
     type State = MutexState;
     const KIND: &'static str = "futex-mutex";
+    const PID_BASED: bool = true;
 
     fn permission(settings: &MutexSettings) -> Permission {
         settings.mode
@@ -399,12 +400,25 @@ unsafe impl CortexSync for Mutex {
 
     #[inline]
     unsafe fn unlock(&self, key: Key, state: &MutexState) -> CortexResult<()> {
+        let me = own_word();
         state.owner_ident.store(0, Ordering::Relaxed);
-        let previous = state.word.swap(0, Ordering::Release);
-        if previous & PID_MASK != own_word() {
-            tracing::error!(%key, word = previous, "futex mutex: released a lock this process did not hold");
+        // Release only our own hold: a word that names someone else (a waiter that wrongly
+        // took over) is left alone rather than released under its holder.
+        let mut current = state.word.load(Ordering::Relaxed);
+        loop {
+            if current & PID_MASK != me {
+                tracing::error!(%key, word = current, "futex mutex: released a lock this process did not hold");
+                return Ok(());
+            }
+            match state
+                .word
+                .compare_exchange_weak(current, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
         }
-        if previous & WAITERS != 0 {
+        if current & WAITERS != 0 {
             futex::wake(&state.word, 1).map_err(|e| CortexError::clean("unlock", key, e))?;
         }
         Ok(())

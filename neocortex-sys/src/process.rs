@@ -57,6 +57,13 @@ fn first_pid() -> libc::pid_t {
     pid
 }
 
+/// The calling process's pid from the kernel, bypassing the cache: for decisions that
+/// must be right even in a child made without the C library's `fork` (raw `clone`).
+pub fn pid_uncached() -> libc::pid_t {
+    // SAFETY: getpid takes nothing and cannot fail.
+    unsafe { libc::getpid() }
+}
+
 /// Whether a process with this pid exists (`kill(pid, 0)`), whoever owns it.
 ///
 /// A pid may have been reused: compare start times (see `neocortex-core`) to be sure.

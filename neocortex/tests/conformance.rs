@@ -112,6 +112,9 @@ pub fn holder_killed_mid_update<L: CortexSync>(name: &str) {
     let child_pid = child.pid();
     child.signal(libc::SIGKILL);
     assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+    // The very first access after the death, a shared one, already knows.
+    let err = cortex.read().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OwnerDied, "{err}");
     let guard = cortex.lock_timeout(Duration::from_secs(2)).unwrap();
     assert!(guard.owner_died());
     assert_eq!(guard.dead_owner_pid(), Some(child_pid));

@@ -30,15 +30,16 @@ fn semaphore_sets() -> BTreeSet<i32> {
 fn creator_killed_before_writing_the_header_is_reclaimed() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let key = unique_key("creator_killed_before_writing_the_header");
-    // The creator's first step: shmget, then death.
-    let child =
-        fork(
-            move || match shm::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
-                Ok(_) => 0,
-                Err(_) => 2,
-            },
+    // The creator's first step, shmget, then death before it attaches.
+    let child = fork(move || {
+        neocortex_core::failpoints::set(
+            "create.shmat",
+            Some(neocortex_core::failpoints::Action::Kill),
         );
-    child.expect_success("shmget then exit");
+        let _ = Cortex::<u64, Semaphore>::new(key, 1, None);
+        2
+    });
+    assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
     let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
     assert!(err.to_string().contains("died before finishing"), "{err}");
@@ -53,6 +54,28 @@ fn creator_killed_before_writing_the_header_is_reclaimed() {
     let ids = (cortex.segment_id(), cortex.raw_lock().id());
     drop(cortex);
     assert_gone(key, &[ids.0, stale_id], &[ids.1]);
+}
+
+#[test]
+fn another_programs_zero_filled_segment_is_never_reclaimed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let key = unique_key("another_programs_zero_filled_segment");
+    // A program that is not neocortex made a segment on the key and exited.
+    let child =
+        fork(
+            move || match shm::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
+                Ok(_) => 0,
+                Err(_) => 2,
+            },
+        );
+    child.expect_success("shmget then exit");
+    let id = shm::shmget(key, 0, 0).unwrap();
+    let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert!(err.to_string().contains("left untouched"), "{err}");
+    assert_eq!(shm::shmget(key, 0, 0).unwrap(), id, "still there");
+    shm::remove(id).unwrap();
+    assert_gone(key, &[id], &[]);
 }
 
 #[test]

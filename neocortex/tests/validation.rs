@@ -168,10 +168,10 @@ fn a_blank_segment_of_a_live_creator_is_waited_for_then_not_initialized() {
     assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
     assert!(waited >= ATTACH_INIT_WAIT, "gave up after {waited:?}");
     assert!(err.to_string().contains("still running"), "{err}");
-    // The creator (this process) is alive: `new` leaves it alone.
+    // `new` leaves it alone (its creator lives, and it is not even our size).
     let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
-    assert!(err.to_string().contains("being created"), "{err}");
+    assert!(err.to_string().contains("left untouched"), "{err}");
     drop(raw);
     assert_gone(key, &[], &[]);
 }

@@ -75,6 +75,7 @@ unsafe impl CortexSync for SpinLock {
     type Settings = SpinSettings;
     type State = SpinState;
     const KIND: &'static str = "example-spinlock";
+    const PID_BASED: bool = true;
 
     fn permission(settings: &SpinSettings) -> Permission {
         settings.mode
