@@ -403,19 +403,20 @@ unsafe impl CortexSync for Mutex {
         let me = own_word();
         state.owner_ident.store(0, Ordering::Relaxed);
         // Release only our own hold: a word that names someone else (a waiter that wrongly
-        // took over) is left alone rather than released under its holder.
-        let mut current = state.word.load(Ordering::Relaxed);
+        // took over) is left alone rather than released under its holder. The first guess,
+        // no waiters, needs no load before the CAS (one cache-line transfer, not two).
+        let mut current = me;
         loop {
-            if current & PID_MASK != me {
-                tracing::error!(%key, word = current, "futex mutex: released a lock this process did not hold");
-                return Ok(());
-            }
             match state
                 .word
-                .compare_exchange_weak(current, 0, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(current, 0, Ordering::Release, Ordering::Relaxed)
             {
                 Ok(_) => break,
-                Err(actual) => current = actual,
+                Err(actual) if actual & PID_MASK == me => current = actual,
+                Err(actual) => {
+                    tracing::error!(%key, word = actual, "futex mutex: released a lock this process did not hold");
+                    return Ok(());
+                }
             }
         }
         if current & WAITERS != 0 {
