@@ -5,6 +5,26 @@
 //! [`CortexSync`]. Most users depend on the `neocortex` crate, which adds the locks; a
 //! minimal build, or a crate that brings its own lock, depends on this one alone.
 //!
+//! ```
+//! use neocortex_core::{shm_safe, ShmSafe};
+//!
+//! shm_safe! {
+//!     /// A value several processes share.
+//!     #[derive(Clone, Copy, Debug, Default)]
+//!     pub struct Position {
+//!         pub x: f64,
+//!         pub y: f64,
+//!         pub sequence: u64,
+//!     }
+//! }
+//!
+//! // The structural fingerprint that attach compares: the same fields in another order, or
+//! // another type of the same size, is a different tag.
+//! assert_ne!(Position::TYPE_TAG, <[u64; 3]>::TYPE_TAG);
+//! // `Cortex<Position, L>` now works with any lock `L: CortexSync`; see the `neocortex` crate
+//! // for the locks, and `neocortex/examples/custom_lock` for one written against this crate.
+//! ```
+//!
 //! What this crate guarantees:
 //!
 //! - only [`ShmSafe`] types go into a segment (valid for every bit pattern, no pointers, no

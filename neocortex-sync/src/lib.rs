@@ -1,5 +1,19 @@
 //! Cross-process locks for neocortex, and the [`CortexSync`] trait they implement.
 //!
+//! ```
+//! # #[cfg(all(feature = "mutex", feature = "semaphore", target_os = "linux"))] {
+//! use neocortex_core::{Cortex, CortexBuilder};
+//! use neocortex_sync::{Mutex, Semaphore};
+//!
+//! let fast: Cortex<u64, Mutex> = CortexBuilder::new(0).random_key().with_default_lock()?;
+//! *fast.lock()? += 1;
+//! let kernel: Cortex<u64, Semaphore> = CortexBuilder::new(0).random_key().with_default_lock()?;
+//! kernel.write(fast.read()?)?;
+//! assert_eq!(kernel.read()?, 1);
+//! # }
+//! # Ok::<(), neocortex_core::CortexError>(())
+//! ```
+//!
 //! | lock | what | when a holder dies | feature |
 //! |---|---|---|---|
 //! | [`Semaphore`] | a SysV semaphore with `SEM_UNDO`, exclusive | the kernel releases it; the next guard reports `owner_died()` | `semaphore` |
