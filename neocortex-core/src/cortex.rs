@@ -528,7 +528,9 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     /// # Errors
     ///
     /// `NotFound`, `PermissionDenied`, `LayoutMismatch` (another type or lock, or not a
-    /// neocortex segment: left untouched), `NotInitialized`, or the lock's attach error.
+    /// neocortex segment, or one created by another user: left untouched), `NotInitialized`,
+    /// `InvalidInput` (a pid-based lock such as `Mutex`, attached from another pid namespace),
+    /// or the lock's attach error.
     pub fn attach(key: i32) -> CortexResult<Self> {
         Self::attach_checked(Key(key), None)
     }
