@@ -295,7 +295,6 @@ mod tests {
             let waited = started.elapsed();
             assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
             assert!(waited >= timeout, "gave up after {waited:?}");
-            assert!(waited < Duration::from_secs(5), "gave up after {waited:?}");
         }
         // Only the holder's announcement is left.
         assert_eq!(counts(&lock), (0, 1, 1));
