@@ -10,7 +10,10 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 
 use neocortex::{Cortex, CortexSync, ShmSafe};
-use neocortex::{Mutex as NcMutex, RwSemaphore as NcRwSemaphore, Semaphore as NcSemaphore};
+use neocortex::{
+    Mutex as NcMutex, RwSemaphore as NcRwSemaphore, Semaphore as NcSemaphore,
+    SysvSemaphore as NcSysvSemaphore,
+};
 use raw_sync::locks::{LockImpl, LockInit, Mutex as RawMutex};
 use seed_neocortex::{Cortex as SeedCortex, Semaphore as SeedSemaphore};
 use shared_memory::{Shmem, ShmemConf};
@@ -116,10 +119,12 @@ impl Case {
 /// The subjects, in report order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Subject {
-    /// `Cortex<T, neocortex::Mutex>`: the futex mutex.
+    /// `Cortex<T, neocortex::Mutex>`: another name of `Semaphore`.
     NcMutex,
-    /// `Cortex<T, neocortex::Semaphore>`: SysV semaphore with `SEM_UNDO`.
+    /// `Cortex<T, neocortex::Semaphore>`: the futex lock with kernel-backed liveness.
     NcSemaphore,
+    /// `Cortex<T, neocortex::SysvSemaphore>`: the SysV semaphore lock.
+    NcSysvSemaphore,
     /// `Cortex<T, neocortex::RwSemaphore>`: SysV reader-writer semaphores.
     NcRwSemaphore,
     /// The seed crate, `neocortex` 3.0.3 from crates.io, with its POSIX semaphore lock.
@@ -142,9 +147,10 @@ pub enum Subject {
 
 impl Subject {
     /// Every subject, in report order.
-    pub const ALL: [Subject; 11] = [
+    pub const ALL: [Subject; 12] = [
         Subject::NcMutex,
         Subject::NcSemaphore,
+        Subject::NcSysvSemaphore,
         Subject::NcRwSemaphore,
         Subject::Seed,
         Subject::SharedMemory,
@@ -161,6 +167,7 @@ impl Subject {
         match self {
             Subject::NcMutex => "neocortex-mutex",
             Subject::NcSemaphore => "neocortex-semaphore",
+            Subject::NcSysvSemaphore => "neocortex-sysvsemaphore",
             Subject::NcRwSemaphore => "neocortex-rwsemaphore",
             Subject::Seed => "seed-neocortex-3.0.3",
             Subject::SharedMemory => "shared_memory+raw_sync",
@@ -179,6 +186,7 @@ impl Subject {
             self,
             Subject::NcMutex
                 | Subject::NcSemaphore
+                | Subject::NcSysvSemaphore
                 | Subject::NcRwSemaphore
                 | Subject::Seed
                 | Subject::SharedMemory
@@ -199,6 +207,7 @@ impl Subject {
         match self {
             Subject::NcMutex => neocortex_setup::<NcMutex>(case),
             Subject::NcSemaphore => neocortex_setup::<NcSemaphore>(case),
+            Subject::NcSysvSemaphore => neocortex_setup::<NcSysvSemaphore>(case),
             Subject::NcRwSemaphore => neocortex_setup::<NcRwSemaphore>(case),
             Subject::Seed => seed_setup(case),
             Subject::SharedMemory => shared_memory_setup(case),
@@ -379,7 +388,9 @@ impl<T: ShmSafe + Payload, L: CortexSync> Pair for NeocortexPair<T, L> {
     }
 }
 
-fn neocortex_setup<L: CortexSync>(case: Case) -> Result<Setup, String> {
+fn neocortex_setup<L: CortexSync<Access = neocortex::InPlace>>(
+    case: Case,
+) -> Result<Setup, String> {
     match case {
         Case::ReadU64 => {
             let key = neocortex_key::<u64, L>();

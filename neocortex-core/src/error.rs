@@ -7,6 +7,79 @@ use neocortex_sys::{Errno, SysError};
 
 use crate::key::Key;
 
+/// A failed system call: which call, and the OS error number it returned.
+///
+/// Third-party locks make one from their own failed calls with [`OsError::new`],
+/// [`OsError::last`] or [`OsError::from_io`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OsError {
+    call: &'static str,
+    errno: i32,
+}
+
+impl OsError {
+    /// `call` failed with the OS error number `errno`.
+    pub fn new(call: &'static str, errno: i32) -> Self {
+        Self { call, errno }
+    }
+
+    /// `call` just failed: reads the calling thread's `errno`.
+    pub fn last(call: &'static str) -> Self {
+        Self::from_io(call, &std::io::Error::last_os_error())
+    }
+
+    /// `call` failed with `error` (its OS error number, or 0 if it has none).
+    pub fn from_io(call: &'static str, error: &std::io::Error) -> Self {
+        Self::new(call, error.raw_os_error().unwrap_or(0))
+    }
+
+    /// The failed call, e.g. `"shmget"`.
+    pub fn call(&self) -> &'static str {
+        self.call
+    }
+
+    /// The OS error number.
+    pub fn raw_os_error(&self) -> i32 {
+        self.errno
+    }
+}
+
+/// `e.os()`: a `-sys` error as an [`OsError`].
+pub(crate) trait IntoOs {
+    fn os(self) -> OsError;
+}
+
+impl IntoOs for SysError {
+    fn os(self) -> OsError {
+        OsError::new(self.call, self.errno.raw())
+    }
+}
+
+impl fmt::Display for OsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} failed: {}",
+            self.call,
+            std::io::Error::from_raw_os_error(self.errno)
+        )
+    }
+}
+
+impl fmt::Debug for OsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "OsError {{ call: {:?}, errno: {} ({}) }}",
+            self.call,
+            self.errno,
+            std::io::Error::from_raw_os_error(self.errno)
+        )
+    }
+}
+
+impl std::error::Error for OsError {}
+
 /// Result of a neocortex operation.
 pub type CortexResult<T> = Result<T, CortexError>;
 
@@ -41,9 +114,9 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The usual meaning of an `errno` from a SysV IPC call.
-    pub fn from_errno(errno: Errno) -> Self {
-        match errno {
+    /// The usual meaning of an OS error number from a SysV IPC call.
+    pub fn from_raw_os_error(errno: i32) -> Self {
+        match Errno(errno) {
             Errno::ENOENT => Self::NotFound,
             Errno::EEXIST => Self::AlreadyExists,
             Errno::EACCES | Errno::EPERM => Self::PermissionDenied,
@@ -56,8 +129,28 @@ impl ErrorKind {
     }
 }
 
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotFound => "not found",
+            Self::AlreadyExists => "already exists",
+            Self::PermissionDenied => "permission denied",
+            Self::LayoutMismatch => "layout mismatch",
+            Self::NotInitialized => "not initialized",
+            Self::Timeout => "timed out",
+            Self::WouldBlock => "would block",
+            Self::LockRemoved => "lock removed",
+            Self::OwnerDied => "owner died",
+            Self::LimitReached => "limit reached",
+            Self::InvalidInput => "invalid input",
+            Self::Other => "other error",
+        })
+    }
+}
+
 /// A SysV object that a failed or best-effort operation left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Leftover {
     /// A shared memory segment, by id (`ipcrm -m ID` removes it).
     Segment(i32),
@@ -103,117 +196,153 @@ impl fmt::Display for Leftovers {
 /// means the system is exactly as before the call; [`DirtySystem`](Self::DirtySystem) means
 /// something survived and the error names it so a person can remove it. The other variants
 /// made no change to the system either.
+///
+/// Every message names the operation, the key (in decimal and as `ipcs` shows it) and what
+/// to do next. The failed system call, where there is one, is the error's
+/// [`source`](std::error::Error::source), not repeated in the message, so that error
+/// reporters that print the chain (`anyhow`'s `{:#}`) print each cause once.
+///
+/// ```
+/// use neocortex::{Cortex, ErrorKind, Semaphore};
+///
+/// // Nothing on this key: attach says so, and what to do.
+/// let key = neocortex::random_key()?;
+/// let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::NotFound);
+/// assert!(!err.is_dirty(), "nothing was left behind");
+/// assert_eq!(err.key(), key);
+/// assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+/// println!("{err}"); // attach on key ... failed: nothing is on the key: create it first ...
+/// # Ok::<(), neocortex::CortexError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CortexError {
     /// A system call failed and nothing was left behind.
-    #[error("{op} on {key}: {source}{hint}")]
+    #[error("{op} on {k} failed{hint}", k = Key(*key))]
     CleanSystem {
         /// This crate's operation, e.g. `"create segment"`.
         op: &'static str,
         /// The key it was for.
-        key: Key,
+        key: i32,
         /// The classification of the failure.
         kind: ErrorKind,
-        /// What to do about it, starting with `"; "`, or empty.
+        /// What to do about it, starting with `": "`, or empty.
         hint: Hint,
-        /// The failed call and its `errno`.
+        /// The failed call and its OS error number.
         #[source]
-        source: SysError,
+        source: OsError,
     },
     /// A system call failed and something was left behind.
-    #[error("{op} on {key}: {source}; left behind: {leftovers}")]
+    #[error("{op} on {k} failed and left behind {leftovers}: remove them by hand", k = Key(*key))]
     DirtySystem {
         /// This crate's operation.
         op: &'static str,
         /// The key it was for.
-        key: Key,
+        key: i32,
         /// The classification of the failure.
         kind: ErrorKind,
         /// What survived the failure.
         leftovers: Leftovers,
-        /// The failed call and its `errno`.
+        /// The failed call and its OS error number.
         #[source]
-        source: SysError,
+        source: OsError,
     },
-    /// The segment on the key is not what the caller asked for.
-    #[error("{key} holds {found}, but {expected} was asked for")]
+    /// The segment on the key holds another type or lock than the caller asked for.
+    #[error(
+        "{k} holds {found}, but {expected} was asked for: attach with the segment's own type \
+         and lock, or use another key",
+        k = Key(*key)
+    )]
     LayoutMismatch {
         /// The key.
-        key: Key,
+        key: i32,
         /// What the caller's types need, e.g. "`f64` (8 bytes, align 8) with lock `semaphore`".
         expected: String,
         /// What the segment holds.
         found: String,
     },
-    /// The segment on the key was not made by neocortex, or its header is damaged.
-    #[error(
-        "{key} holds a segment that is not a neocortex segment ({reason}); it was left untouched"
-    )]
+    /// The segment on the key was not made by neocortex, or its header is damaged, or it is
+    /// outside the trust the caller gave (another user's, or writable by everyone).
+    #[error("{k} holds a segment this process does not use: {reason}; it was left untouched", k = Key(*key))]
     ForeignSegment {
         /// The key.
-        key: Key,
-        /// What was wrong with it.
+        key: i32,
+        /// What was wrong with it, and what to do.
         reason: String,
     },
     /// The segment's creator has not finished initialising it.
-    #[error("{key}: the segment was not ready after {waited:?} ({detail})")]
+    #[error("{k}: the segment was not ready after {waited:?}: {detail}", k = Key(*key))]
     NotInitialized {
         /// The key.
-        key: Key,
+        key: i32,
         /// How long attach waited.
         waited: Duration,
         /// The creator's state, and what to do.
         detail: String,
     },
-    /// The lock was not acquired in time.
-    #[error("{key}: lock not acquired within {after:?}")]
+    /// The lock was not acquired, or nothing changed, in time.
+    #[error(
+        "{k}: waited {after:?} for {waiting_for} in vain: retry, wait longer, or find who holds \
+         the lock with `neocortex inspect`",
+        k = Key(*key)
+    )]
     Timeout {
         /// The key.
-        key: Key,
+        key: i32,
         /// The timeout the caller gave.
         after: Duration,
+        /// What was waited for: `"the lock"` or `"a change"`.
+        waiting_for: &'static str,
     },
     /// The lock is held and the caller asked not to wait.
-    #[error("{key}: lock is held by another holder")]
+    #[error("{k}: the lock is held by another holder (try again, or wait with a timeout)", k = Key(*key))]
     WouldBlock {
         /// The key.
-        key: Key,
+        key: i32,
     },
-    /// The lock's kernel object is gone.
-    #[error("{key}: the lock was removed from outside this handle ({source}); the segment cannot be locked any more")]
+    /// The segment (or its lock) was removed while this handle was attached.
+    #[error(
+        "{k}: the segment was removed while this handle was attached (by its owner, `ipcrm` or \
+         systemd's RemoveIPC); it cannot be locked any more: drop this handle and attach to, \
+         or create, the new segment",
+        k = Key(*key)
+    )]
     LockRemoved {
         /// The key.
-        key: Key,
-        /// The call that found it gone.
+        key: i32,
+        /// The call that found it gone, if one did (else the segment's header said so).
         #[source]
-        source: SysError,
+        source: Option<OsError>,
     },
-    /// The key is taken, and the segment on it was left alone; the reason says by what.
-    #[error("{key} is taken: {reason}")]
+    /// The key is taken, and the segment on it was left alone; the reason says by what and
+    /// what to do.
+    #[error("{k} is taken: {reason}", k = Key(*key))]
     Occupied {
         /// The key.
-        key: Key,
+        key: i32,
         /// What is on the key, and what to do.
         reason: String,
     },
     /// A holder died or panicked holding the lock and the value was not repaired since; a
-    /// by-value access refuses it. Use a guard to look, repair and mark it consistent.
+    /// by-value access refuses it. Use a guard (or `write`) to repair it.
     #[error(
-        "{key}: pid {pid} died or panicked holding the lock; the value may be half-written \
-             (lock it, repair the value and call mark_consistent())"
+        "{k}: {who} died or panicked holding the lock; the value may be half-written (lock \
+         it, repair the value and call mark_consistent(), or replace it with write())",
+        k = Key(*key),
+        who = match pid { -1 => "a holder".to_string(), pid => format!("pid {pid}") }
     )]
     OwnerDied {
         /// The key.
-        key: Key,
-        /// The holder that died.
+        key: i32,
+        /// The holder that died, as it saw its own pid; -1 when not known.
         pid: i32,
     },
     /// An argument was refused before any system call.
-    #[error("{key}: {reason}")]
+    #[error("{k}: {reason}", k = Key(*key))]
     InvalidInput {
         /// The key.
-        key: Key,
+        key: i32,
         /// Why, and what to do instead.
         reason: String,
     },
@@ -235,15 +364,15 @@ impl fmt::Display for Hint {
         if self.0.is_empty() {
             Ok(())
         } else {
-            write!(f, "; {}", self.0)
+            write!(f, ": {}", self.0)
         }
     }
 }
 
 impl CortexError {
-    /// A clean system error, classified from its `errno`.
-    pub fn clean(op: &'static str, key: Key, source: SysError) -> Self {
-        let kind = ErrorKind::from_errno(source.errno);
+    /// A clean system error (nothing left behind), classified from its OS error number.
+    pub fn clean(op: &'static str, key: i32, source: OsError) -> Self {
+        let kind = ErrorKind::from_raw_os_error(source.errno);
         Self::CleanSystem {
             op,
             key,
@@ -256,9 +385,9 @@ impl CortexError {
     /// A clean system error with a hint on what to do.
     pub fn clean_with_hint(
         op: &'static str,
-        key: Key,
+        key: i32,
         kind: ErrorKind,
-        source: SysError,
+        source: OsError,
         hint: impl Into<String>,
     ) -> Self {
         Self::CleanSystem {
@@ -271,8 +400,8 @@ impl CortexError {
     }
 
     /// A dirty system error naming what was left behind.
-    pub fn dirty(op: &'static str, key: Key, source: SysError, leftovers: Vec<Leftover>) -> Self {
-        let kind = ErrorKind::from_errno(source.errno);
+    pub fn dirty(op: &'static str, key: i32, source: OsError, leftovers: Vec<Leftover>) -> Self {
+        let kind = ErrorKind::from_raw_os_error(source.errno);
         Self::DirtySystem {
             op,
             key,
@@ -280,6 +409,11 @@ impl CortexError {
             leftovers: Leftovers(leftovers),
             source,
         }
+    }
+
+    /// The segment or its lock was removed: `source` is the call that found it gone, if any.
+    pub fn lock_removed(key: i32, source: Option<OsError>) -> Self {
+        Self::LockRemoved { key, source }
     }
 
     /// Combines the results of several cleanup steps into one: the first error, made dirty
@@ -353,15 +487,16 @@ impl CortexError {
     /// The OS error number behind this error, if a system call failed.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Self::CleanSystem { source, .. }
-            | Self::DirtySystem { source, .. }
-            | Self::LockRemoved { source, .. } => Some(source.errno.raw()),
+            Self::CleanSystem { source, .. } | Self::DirtySystem { source, .. } => {
+                Some(source.errno)
+            }
+            Self::LockRemoved { source, .. } => source.map(|s| s.errno),
             _ => None,
         }
     }
 
     /// The key the error is about.
-    pub fn key(&self) -> Key {
+    pub fn key(&self) -> i32 {
         match self {
             Self::CleanSystem { key, .. }
             | Self::DirtySystem { key, .. }
@@ -382,11 +517,12 @@ impl CortexError {
 mod tests {
     use super::*;
 
-    fn sys(errno: Errno) -> SysError {
+    fn sys(errno: Errno) -> OsError {
         SysError {
             call: "shmget",
             errno,
         }
+        .os()
     }
 
     #[test]
@@ -400,33 +536,40 @@ mod tests {
             (Errno::ENOMEM, ErrorKind::LimitReached),
             (Errno::EIDRM, ErrorKind::LockRemoved),
             (Errno::EINVAL, ErrorKind::InvalidInput),
+            (Errno::EAGAIN, ErrorKind::WouldBlock),
             (Errno(libc::EBADF), ErrorKind::Other),
         ];
         for (errno, kind) in cases {
-            assert_eq!(ErrorKind::from_errno(errno), kind, "{errno:?}");
+            assert_eq!(ErrorKind::from_raw_os_error(errno.raw()), kind, "{errno:?}");
             assert_eq!(
-                CortexError::clean("create segment", Key(1), sys(errno)).kind(),
+                CortexError::clean("create segment", 1, sys(errno)).kind(),
                 kind
             );
         }
+        assert_eq!(ErrorKind::OwnerDied.to_string(), "owner died");
+        assert_eq!(ErrorKind::LockRemoved.to_string(), "lock removed");
     }
 
     #[test]
-    fn messages_name_operation_key_call_and_leftovers() {
+    fn messages_name_operation_key_and_leftovers_and_leave_the_cause_to_source() {
         let e = CortexError::dirty(
             "remove segment",
-            Key(0x2a),
+            0x2a,
             sys(Errno::EPERM),
             vec![Leftover::Segment(77), Leftover::SemaphoreSet(78)],
         );
         let text = e.to_string();
         assert!(
-            text.starts_with("remove segment on key 42 (0x0000002a): shmget failed"),
+            text.starts_with("remove segment on key 42 (0x0000002a) failed and left behind"),
             "{text}"
         );
         assert!(
             text.contains("ipcrm -m 77") && text.contains("ipcrm -s 78"),
             "{text}"
+        );
+        assert!(
+            !text.contains("not permitted"),
+            "the cause is the source's: {text}"
         );
         assert!(e.is_dirty());
         assert_eq!(e.raw_os_error(), Some(libc::EPERM));
@@ -438,6 +581,23 @@ mod tests {
             source.starts_with("shmget failed: Operation not permitted"),
             "{source}"
         );
+        // A removal seen in the header has no system call behind it.
+        let removed = CortexError::lock_removed(5, None);
+        assert_eq!(
+            (removed.kind(), removed.raw_os_error()),
+            (ErrorKind::LockRemoved, None)
+        );
+        assert!(std::error::Error::source(&removed).is_none());
+        let died = CortexError::OwnerDied { key: 5, pid: -1 };
+        assert!(died.to_string().contains("a holder died"), "{died}");
+    }
+
+    #[test]
+    fn os_errors_come_from_numbers_and_io_errors() {
+        let e = OsError::from_io("futex", &std::io::Error::from_raw_os_error(libc::EINTR));
+        assert_eq!((e.call(), e.raw_os_error()), ("futex", libc::EINTR));
+        assert_eq!(e, OsError::new("futex", libc::EINTR));
+        assert!(format!("{e:?}").contains("errno: 4"), "{e:?}");
     }
 
     #[test]
@@ -445,23 +605,18 @@ mod tests {
         assert!(CortexError::combine([Ok(()), Ok(())]).is_ok());
         let sem = CortexError::dirty(
             "drop",
-            Key(1),
+            1,
             sys(Errno::EPERM),
             vec![Leftover::SemaphoreSet(4)],
         );
-        let shm = CortexError::dirty(
-            "drop",
-            Key(1),
-            sys(Errno::EPERM),
-            vec![Leftover::Segment(5)],
-        );
+        let shm = CortexError::dirty("drop", 1, sys(Errno::EPERM), vec![Leftover::Segment(5)]);
         let e = CortexError::combine([Err(sem), Ok(()), Err(shm)]).unwrap_err();
         assert_eq!(
             e.leftovers(),
             &[Leftover::SemaphoreSet(4), Leftover::Segment(5)]
         );
         assert!(e.is_dirty());
-        let clean = CortexError::clean("drop", Key(1), sys(Errno::EINVAL));
+        let clean = CortexError::clean("drop", 1, sys(Errno::EINVAL));
         let e = CortexError::combine([Err(clean)]).unwrap_err();
         assert!(!e.is_dirty());
     }
@@ -470,22 +625,22 @@ mod tests {
     fn clean_errors_carry_hints_and_are_not_dirty() {
         let e = CortexError::clean_with_hint(
             "attach",
-            Key(5),
+            5,
             ErrorKind::NotFound,
             sys(Errno::ENOENT),
             "create it first with Cortex::new",
         );
         assert!(!e.is_dirty());
-        assert!(
-            e.to_string()
-                .ends_with("; create it first with Cortex::new"),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "attach on key 5 (0x00000005) failed: create it first with Cortex::new"
         );
         assert!(e.leftovers().is_empty());
-        assert_eq!(e.key(), Key(5));
+        assert_eq!(e.key(), 5);
         let t = CortexError::Timeout {
-            key: Key(5),
+            key: 5,
             after: Duration::from_millis(3),
+            waiting_for: "the lock",
         };
         assert_eq!((t.kind(), t.raw_os_error()), (ErrorKind::Timeout, None));
     }

@@ -2,21 +2,21 @@
 
 use std::fmt;
 
-/// A System V IPC key, as `ipcs` lists it.
+/// A System V IPC key, shown as in messages (decimal, and hex as `ipcs` lists it).
 ///
 /// Key 0 is `IPC_PRIVATE`, which always creates a new anonymous object: it cannot name a
 /// segment to attach to, so neocortex refuses it. Negative keys are ordinary keys.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key(pub i32);
+pub(crate) struct Key(pub(crate) i32);
 
 impl Key {
     /// The raw `key_t`.
-    pub fn raw(self) -> libc::key_t {
+    pub(crate) fn raw(self) -> libc::key_t {
         self.0
     }
 
     /// Whether the key can name a shared segment (everything but `IPC_PRIVATE`).
-    pub fn is_shareable(self) -> bool {
+    pub(crate) fn is_shareable(self) -> bool {
         self.0 != neocortex_sys::IPC_PRIVATE
     }
 
@@ -25,7 +25,7 @@ impl Key {
     /// # Errors
     ///
     /// The `getrandom(2)` error, which does not happen on a booted Linux system.
-    pub fn random() -> Result<Self, neocortex_sys::SysError> {
+    pub(crate) fn random() -> Result<Self, neocortex_sys::SysError> {
         loop {
             let mut bytes = [0u8; 4];
             neocortex_sys::random::fill(&mut bytes)?;
@@ -37,9 +37,29 @@ impl Key {
     }
 }
 
-impl From<i32> for Key {
-    fn from(raw: i32) -> Self {
-        Self(raw)
+/// A random key that no segment uses right now (checked with `shmget`), drawn from the
+/// kernel's random source: for tests and examples that need a fresh key to pass around.
+/// (Another process may take it before you do; `CortexBuilder::random_key` draws again
+/// when that happens.)
+///
+/// ```
+/// let key = neocortex_core::random_key()?;
+/// assert_ne!(key, 0);
+/// # Ok::<(), neocortex_core::CortexError>(())
+/// ```
+///
+/// # Errors
+///
+/// `Other` if the kernel's random source fails, which does not happen on a booted system.
+pub fn random_key() -> crate::CortexResult<i32> {
+    use crate::error::IntoOs;
+    loop {
+        let key =
+            Key::random().map_err(|e| crate::CortexError::clean("draw a random key", 0, e.os()))?;
+        match neocortex_sys::shm::shmget(key.raw(), 0, 0) {
+            Err(e) if e.errno == neocortex_sys::Errno::ENOENT => return Ok(key.raw()),
+            _ => continue,
+        }
     }
 }
 

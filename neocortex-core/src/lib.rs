@@ -29,7 +29,7 @@
 //!
 //! - only [`ShmSafe`] types go into a segment (valid for every bit pattern, no pointers, no
 //!   `Drop`, fixed layout);
-//! - attaching checks the segment's real size, its [header] (magic, format, state)
+//! - attaching checks the segment's real size, its header (magic, format, state)
 //!   and the layout fingerprints of `T` and `L` before a byte of `T` is read;
 //! - segments are created with `IPC_EXCL` and owner-only permissions unless asked otherwise;
 //! - every error is [`CortexError::CleanSystem`] (nothing left behind) or
@@ -39,36 +39,40 @@
 //!   [`owner_died`](CortexGuard::owner_died) until the value is marked consistent.
 #![cfg(unix)]
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod builder;
 #[expect(unsafe_code, reason = "turns segment addresses into references")]
 mod cortex;
 mod error;
+#[doc(hidden)]
 pub mod failpoints;
 #[expect(unsafe_code, reason = "turns segment addresses into references")]
 mod guard;
-pub mod header;
+mod header;
 mod key;
 #[expect(
     unsafe_code,
     reason = "declares and implements the unsafe ShmSafe trait"
 )]
 pub mod marker;
+#[expect(unsafe_code, reason = "operates the members' SysV semaphores")]
+mod members;
 mod mode;
-pub mod process;
+mod process;
 #[expect(unsafe_code, reason = "turns segment addresses into references")]
 mod segment;
 #[expect(unsafe_code, reason = "declares the unsafe CortexSync trait")]
 mod sync;
 
 pub use builder::CortexBuilder;
-pub use cortex::{Cortex, ATTACH_INIT_WAIT};
-pub use error::{CortexError, CortexResult, ErrorKind, Hint, Leftover, Leftovers};
+pub use cortex::{Cortex, Watcher, ATTACH_INIT_WAIT};
+pub use error::{CortexError, CortexResult, ErrorKind, Hint, Leftover, Leftovers, OsError};
 pub use guard::{CortexGuard, CortexReadGuard};
-pub use key::Key;
-pub use marker::ShmSafe;
+pub use key::random_key;
+pub use marker::{ShmSafe, Value};
+pub use members::Token;
 pub use mode::Permission;
-pub use sync::{CortexSync, Remaining, Wait};
-
 #[doc(hidden)]
-pub use neocortex_sys as sys;
+pub use sync::TestBench;
+pub use sync::{Access, Acquired, CortexSync, InPlace, LockContext, Optimistic, Remaining, Wait};

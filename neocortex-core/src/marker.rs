@@ -1,4 +1,7 @@
-//! [`ShmSafe`]: the types that may live in a shared segment.
+//! [`ShmSafe`]: the types that may live in a shared segment, and [`Value`]: a value or a
+//! slice of them.
+
+use std::ptr::NonNull;
 
 /// A type that may live in shared memory and be read and written by several processes.
 ///
@@ -15,26 +18,38 @@
 ///    destructor for a value in a segment.
 /// 4. **A fixed layout.** Primitives, arrays, atomics and `#[repr(C)]` structs whose fields
 ///    are all `ShmSafe`, so every compiler of every process agrees on it.
-/// 5. **[`TYPE_TAG`](Self::TYPE_TAG) names the type's structure**, so that a segment written
+/// 5. **No padding.** Every byte of a value belongs to a field. A padding byte of a value
+///    written into a segment would carry whatever was in the writer's memory (old stack
+///    contents) to every process that may read the segment; and readers that copy a value
+///    byte by byte (`SeqLock`) rely on every byte being initialised.
+/// 6. **[`TYPE_TAG`](Self::TYPE_TAG) names the type's structure**, so that a segment written
 ///    as one type is not attached as another of the same size.
 ///
-/// Use the [`shm_safe!`](crate::shm_safe) macro for your own structs: it checks 3 and 4 and
-/// requires every field to be `ShmSafe`, so 1 and 2 follow.
+/// Use the [`shm_safe!`](crate::shm_safe) macro for your own structs: it checks 3, 4 and 5
+/// against the struct it defines and requires every field to be `ShmSafe`, so 1 and 2 follow.
 ///
-/// ```compile_fail
-/// # use neocortex_core::{Cortex, CortexSync};
+/// ```compile_fail,E0277
 /// fn needs<T: neocortex_core::ShmSafe>() {}
 /// needs::<String>(); // owns a heap pointer
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn needs<T: neocortex_core::ShmSafe>() {}
 /// needs::<&'static u8>(); // an address in one process
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn needs<T: neocortex_core::ShmSafe>() {}
 /// needs::<bool>(); // only 0 and 1 are valid
+/// ```
+///
+/// The same function accepts what is `ShmSafe`, so the failures above are about the types:
+///
+/// ```
+/// fn needs<T: neocortex_core::ShmSafe>() {}
+/// needs::<u64>();
+/// needs::<[f32; 4]>();
+/// needs::<std::sync::atomic::AtomicU32>();
 /// ```
 pub unsafe trait ShmSafe: Sized + Send + Sync + 'static {
     /// A structural fingerprint of the type: equal for the same type in every process,
@@ -72,7 +87,7 @@ macro_rules! impl_shm_safe {
     ($($ty:ty),* $(,)?) => {
         $(
             // SAFETY: a primitive number or atomic: every bit pattern is valid, no pointers,
-            // no Drop, fixed layout; the tag is the type's own name.
+            // no Drop, no padding, fixed layout; the tag is the type's own name.
             unsafe impl ShmSafe for $ty {
                 const TYPE_TAG: u64 = tag_of_name(stringify!($ty));
             }
@@ -115,17 +130,103 @@ impl_shm_safe!(
     AtomicIsize
 );
 
-// SAFETY: an array of `ShmSafe` elements has no padding between elements and inherits each
-// element's guarantees; the tag mixes the element's tag with the length.
+// SAFETY: an array of `ShmSafe` elements has no padding between elements (an element's size
+// is a multiple of its alignment) and inherits each element's guarantees; the tag mixes the
+// element's tag with the length.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
     const TYPE_TAG: u64 = combine_tags(combine_tags(tag_of_name("[;]"), T::TYPE_TAG), N as u64);
 }
 
+/// Copies `src` over `dst` bit for bit, for any `ShmSafe` type (`Copy` or not): such types
+/// have no `Drop` and no padding, so a bitwise copy duplicates a value fully and leaves
+/// nothing to be dropped twice.
+pub(crate) fn copy_bits<E: ShmSafe>(src: &[E], dst: &mut [E]) {
+    let n = src.len().min(dst.len());
+    // SAFETY: both slices hold at least `n` elements and cannot overlap (`dst` is borrowed
+    // mutably); E: ShmSafe has no Drop glue (see above).
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), n) };
+}
+
+/// A value of all zero bytes: valid for every `ShmSafe` type.
+pub(crate) fn zeroed<E: ShmSafe>() -> E {
+    // SAFETY: ShmSafe types are valid for every bit pattern, all zeros included.
+    unsafe { std::mem::zeroed() }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<T: super::ShmSafe> Sealed for T {}
+    impl<T: super::ShmSafe> Sealed for [T] {}
+}
+
+/// What a segment holds: one [`ShmSafe`] value `T`, or a slice `[T]` whose length is chosen
+/// when the segment is created.
+///
+/// `Cortex<T, L>` and `Cortex<[T], L>` are both built on it. It is implemented for every
+/// `ShmSafe` type and every slice of one, and cannot be implemented elsewhere.
+pub trait Value: sealed::Sealed + Send + Sync + 'static {
+    /// The element: `T` itself, or the slice's element type.
+    type Elem: ShmSafe;
+
+    /// Whether this is a slice, whose length the header records.
+    const IS_SLICE: bool;
+
+    /// A pointer to the value made of `len` elements at `elems`.
+    #[doc(hidden)]
+    fn from_elems(elems: NonNull<Self::Elem>, len: usize) -> NonNull<Self>;
+
+    /// The value as its elements.
+    #[doc(hidden)]
+    fn as_elems_mut(&mut self) -> &mut [Self::Elem];
+}
+
+impl<T: ShmSafe> Value for T {
+    type Elem = T;
+    const IS_SLICE: bool = false;
+
+    #[inline(always)]
+    fn from_elems(elems: NonNull<T>, _len: usize) -> NonNull<T> {
+        elems
+    }
+
+    fn as_elems_mut(&mut self) -> &mut [T] {
+        std::slice::from_mut(self)
+    }
+}
+
+impl<T: ShmSafe> Value for [T] {
+    type Elem = T;
+    const IS_SLICE: bool = true;
+
+    #[inline(always)]
+    fn from_elems(elems: NonNull<T>, len: usize) -> NonNull<[T]> {
+        NonNull::slice_from_raw_parts(elems, len)
+    }
+
+    fn as_elems_mut(&mut self) -> &mut [T] {
+        self
+    }
+}
+
 /// Declares a `#[repr(C)]` struct and implements [`ShmSafe`] for it, checking every field.
 ///
-/// Every field type must be `ShmSafe` (checked at compile time), the struct gets
-/// `#[repr(C)]`, and a `Drop` implementation is refused at compile time. Attributes such as
-/// `#[derive(Clone, Copy, Debug)]` pass through; generic structs are not supported.
+/// The checks are tied to the struct the macro defines, so nothing at the call site can
+/// point them at another type:
+///
+/// - every field's type is `ShmSafe` (so valid for every bit pattern and free of pointers),
+///   and an exhaustive pattern over exactly these fields, with these types, must match the
+///   struct;
+/// - the struct has no padding: each field starts where the one before it ends and the size
+///   is the sum of the fields (add explicit fields such as `_pad: [u8; 3]` where alignment
+///   would leave a gap);
+/// - it has no `Drop`;
+/// - it gets `#[repr(C)]`.
+///
+/// Doc comments, `#[derive(...)]`, `#[repr(C)]` and lint attributes (`allow`, `expect`,
+/// `warn`, `deny`) pass through. Anything else (`cfg`, `cfg_attr`, attribute macros, other
+/// `repr`s) is refused, because it could change or remove the struct the checks are about.
+/// Generic and tuple structs are not supported. Every path the macro expands to is absolute,
+/// so a call-site macro named `assert` or `concat` cannot switch a check off.
 ///
 /// ```
 /// neocortex_core::shm_safe! {
@@ -136,21 +237,45 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
 ///         pub values: [f32; 4],
 ///     }
 /// }
+/// neocortex_core::shm_safe! {
+///     #[derive(Clone, Copy)]
+///     pub struct Pair {
+///         /// Structs nest.
+///         pub first: Sample,
+///         pub second: Sample,
+///     }
+/// }
 /// # fn needs<T: neocortex_core::ShmSafe>() {}
-/// # needs::<Sample>();
+/// # needs::<Pair>();
 /// ```
 ///
 /// A field that is not `ShmSafe` does not compile:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// neocortex_core::shm_safe! {
 ///     pub struct Bad { pub flag: bool }
 /// }
 /// ```
 ///
+/// Nor does padding (a `u8` followed by a `u64` leaves 7 bytes unnamed):
+///
+/// ```compile_fail,E0080
+/// neocortex_core::shm_safe! {
+///     pub struct Gappy { pub small: u8, pub big: u64 }
+/// }
+/// ```
+///
+/// while the same fields with the gap named do:
+///
+/// ```
+/// neocortex_core::shm_safe! {
+///     pub struct Filled { pub small: u8, pub _pad: [u8; 7], pub big: u64 }
+/// }
+/// ```
+///
 /// Nor does a destructor:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0080
 /// neocortex_core::shm_safe! {
 ///     pub struct Counted { pub n: u32 }
 /// }
@@ -159,38 +284,110 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
 #[macro_export]
 macro_rules! shm_safe {
     (
-        $(#[$attr:meta])*
+        $(#[$($attr:tt)*])*
         $vis:vis struct $name:ident {
-            $( $(#[$fattr:meta])* $fvis:vis $field:ident : $fty:ty ),* $(,)?
+            $( $(#[$($fattr:tt)*])* $fvis:vis $field:ident : $fty:ty ),* $(,)?
         }
     ) => {
-        $(#[$attr])*
+        $( $crate::__shm_safe_struct_attribute! { [$($attr)*] } )*
+        $( $( $crate::__shm_safe_field_attribute! { $field [$($fattr)*] } )* )*
+
+        $(#[$($attr)*])*
         #[repr(C)]
         $vis struct $name {
-            $( $(#[$fattr])* $fvis $field : $fty ),*
+            $( $(#[$($fattr)*])* $fvis $field : $fty ),*
         }
 
         const _: () = {
             const fn field_is_shm_safe<T: $crate::ShmSafe>() {}
             $( field_is_shm_safe::<$fty>(); )*
-            assert!(
+
+            // Exactly these fields, with exactly these types, make up the struct named
+            // `$name` here: the checks below are about the struct defined above.
+            #[allow(dead_code, clippy::needless_pass_by_value)]
+            fn fields_are_exactly(value: &$name) {
+                let $name { $( $field ),* } = value;
+                $( let _: &$fty = $field; )*
+            }
+
+            // No padding: each field starts where the previous one ended, in order.
+            let mut end: usize = 0;
+            $(
+                ::core::assert!(
+                    ::core::mem::offset_of!($name, $field) == end,
+                    ::core::concat!(
+                        "shm_safe!: `", ::core::stringify!($name), "` has padding before field `",
+                        ::core::stringify!($field), "`: add an explicit field (such as `_pad: [u8; N]`) ",
+                        "that fills the gap, or reorder the fields from the largest alignment down"
+                    ),
+                );
+                end = ::core::mem::offset_of!($name, $field) + ::core::mem::size_of::<$fty>();
+            )*
+            ::core::assert!(
+                ::core::mem::size_of::<$name>() == end,
+                ::core::concat!(
+                    "shm_safe!: `", ::core::stringify!($name), "` has padding after its last field: ",
+                    "add an explicit field (such as `_pad: [u8; N]`) at the end"
+                ),
+            );
+            ::core::assert!(
                 !::core::mem::needs_drop::<$name>(),
-                concat!("a ShmSafe type must not implement Drop: ", stringify!($name)),
+                ::core::concat!("shm_safe!: a ShmSafe type must not implement Drop: ", ::core::stringify!($name)),
             );
         };
 
-        // SAFETY: `#[repr(C)]` is applied above, every field is checked to be `ShmSafe`
-        // (so valid for every bit pattern and free of pointers), and `needs_drop` is false.
+        // SAFETY: `#[repr(C)]` is applied above, every field is checked to be `ShmSafe` (so
+        // valid for every bit pattern, free of pointers and of padding), the offsets prove
+        // there is no padding between or after the fields, and `needs_drop` is false; the
+        // exhaustive pattern ties these checks to this very struct.
         unsafe impl $crate::ShmSafe for $name {
             const TYPE_TAG: u64 = {
-                let mut tag = $crate::marker::tag_of_name(stringify!($name));
+                let mut tag = $crate::marker::tag_of_name(::core::stringify!($name));
                 $(
-                    tag = $crate::marker::combine_tags(tag, $crate::marker::tag_of_name(stringify!($field)));
+                    tag = $crate::marker::combine_tags(tag, $crate::marker::tag_of_name(::core::stringify!($field)));
                     tag = $crate::marker::combine_tags(tag, <$fty as $crate::ShmSafe>::TYPE_TAG);
                 )*
                 tag
             };
         }
+    };
+}
+
+/// Accepts the attributes [`shm_safe!`] lets through on the struct; refuses every other one.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __shm_safe_struct_attribute {
+    ([doc $($rest:tt)*]) => {};
+    ([derive $($rest:tt)*]) => {};
+    ([repr(C)]) => {};
+    ([allow $($rest:tt)*]) => {};
+    ([expect $($rest:tt)*]) => {};
+    ([warn $($rest:tt)*]) => {};
+    ([deny $($rest:tt)*]) => {};
+    ([$($other:tt)*]) => {
+        ::core::compile_error!(::core::concat!(
+            "shm_safe!: the attribute `#[", ::core::stringify!($($other)*), "]` is not supported: ",
+            "it could change or remove the struct whose fields are checked. Supported: doc ",
+            "comments, derive, repr(C), and lint levels (allow, expect, warn, deny)."
+        ));
+    };
+}
+
+/// Accepts the attributes [`shm_safe!`] lets through on a field; refuses every other one.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __shm_safe_field_attribute {
+    ($field:ident [doc $($rest:tt)*]) => {};
+    ($field:ident [allow $($rest:tt)*]) => {};
+    ($field:ident [expect $($rest:tt)*]) => {};
+    ($field:ident [warn $($rest:tt)*]) => {};
+    ($field:ident [deny $($rest:tt)*]) => {};
+    ($field:ident [$($other:tt)*]) => {
+        ::core::compile_error!(::core::concat!(
+            "shm_safe!: the attribute `#[", ::core::stringify!($($other)*), "]` on field `",
+            ::core::stringify!($field), "` is not supported: it could remove or change the ",
+            "field. Supported: doc comments and lint levels (allow, expect, warn, deny)."
+        ));
     };
 }
 
@@ -228,5 +425,19 @@ mod tests {
     fn tag_of_name_is_fnv1a() {
         assert_eq!(tag_of_name(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(tag_of_name("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn values_and_slices_point_at_their_elements() {
+        let mut backing = [1u32, 2, 3];
+        let elems = NonNull::from(&mut backing).cast::<u32>();
+        let one = <u32 as Value>::from_elems(elems, 3);
+        let all = <[u32] as Value>::from_elems(elems, 3);
+        // SAFETY: points into `backing`, which is live and not otherwise borrowed.
+        let one = unsafe { *one.as_ptr() };
+        // SAFETY: as above.
+        let all = unsafe { &*all.as_ptr() };
+        assert_eq!((one, all), (1, &[1, 2, 3][..]));
+        const { assert!(!<u32 as Value>::IS_SLICE && <[u32] as Value>::IS_SLICE) };
     }
 }

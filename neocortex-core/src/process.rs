@@ -9,18 +9,18 @@ use neocortex_sys::process::{clock_ticks_per_second, current_pid, pid_exists};
 
 /// A process, identified so that pid reuse cannot fool a liveness check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProcessIdentity {
+pub(crate) struct ProcessIdentity {
     /// The pid.
-    pub pid: i32,
+    pub(crate) pid: i32,
     /// Start time in clock ticks after boot, or 0 where `/proc` is not available.
-    pub start_ticks: u64,
+    pub(crate) start_ticks: u64,
 }
 
 impl ProcessIdentity {
     /// The calling process. `/proc` is read once per process: the start time is cached
     /// with the pid it belongs to, so a forked child reads its own.
     #[inline]
-    pub fn current() -> Self {
+    pub(crate) fn current() -> Self {
         static CACHE: AtomicU64 = AtomicU64::new(0);
         let pid = current_pid();
         let cached = CACHE.load(Ordering::Relaxed);
@@ -43,7 +43,7 @@ impl ProcessIdentity {
     }
 
     /// Whether this very process is still running (not a later process with the same pid).
-    pub fn is_alive(self) -> bool {
+    pub(crate) fn is_alive(self) -> bool {
         if !pid_exists(self.pid) {
             return false;
         }
@@ -58,7 +58,7 @@ impl ProcessIdentity {
 /// Whether the process `pid`, which created something at `created_at` (seconds since the
 /// epoch, as `shm_ctime` gives it), is still alive. A process with that pid that started after
 /// `created_at` is a different process.
-pub fn creator_alive_at(pid: i32, created_at: i64) -> bool {
+pub(crate) fn creator_alive_at(pid: i32, created_at: i64) -> bool {
     if pid <= 0 {
         // The kernel reports 0 for a creator in another pid namespace: unknown, so alive.
         return true;
@@ -76,15 +76,29 @@ pub fn creator_alive_at(pid: i32, created_at: i64) -> bool {
     }
 }
 
+/// The identity of this process's pid namespace: the inode number of `/proc/self/ns/pid`
+/// (equal for two processes exactly when they share a pid namespace), or 0 when unknown.
+pub(crate) fn pid_namespace() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
 /// Start time of `pid` in clock ticks after boot.
-pub fn start_ticks(pid: i32) -> Option<u64> {
+pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_start_ticks(&stat)
 }
 
 /// Field 22 of a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses and
 /// may itself contain spaces and parentheses, so fields are counted from the last `)`.
-pub fn parse_start_ticks(stat: &str) -> Option<u64> {
+pub(crate) fn parse_start_ticks(stat: &str) -> Option<u64> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     // After the name come field 3 (state) onwards; field 22 is the 20th of those.
     after_name.split_whitespace().nth(19)?.parse().ok()
@@ -96,7 +110,7 @@ fn boot_time() -> Option<i64> {
 }
 
 /// The `btime` line of `/proc/stat`: boot time in seconds since the epoch.
-pub fn parse_boot_time(stat: &str) -> Option<i64> {
+pub(crate) fn parse_boot_time(stat: &str) -> Option<i64> {
     stat.lines()
         .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
 }
@@ -140,5 +154,7 @@ mod tests {
             !creator_alive_at(me.pid, 1000),
             "a segment made before this process started"
         );
+        #[cfg(target_os = "linux")]
+        assert_ne!(pid_namespace(), 0);
     }
 }

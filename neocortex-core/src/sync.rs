@@ -1,11 +1,13 @@
-//! The lock contract: what a lock must do to guard a value in a shared segment.
+//! The lock contract: what a lock must do to guard a value in a shared segment, and what
+//! `Cortex` gives a lock to do it with.
 
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use crate::error::{CortexError, CortexResult};
-use crate::key::Key;
+use crate::header::Header;
 use crate::marker::ShmSafe;
+use crate::members::{self, MemberTable, Membership, Token};
 use crate::mode::Permission;
 
 /// How long an acquire may wait.
@@ -61,33 +63,242 @@ impl Wait {
         }
     }
 
-    /// The error for giving up: `WouldBlock` for [`Wait::Never`], else `Timeout`.
-    pub fn gave_up(&self, key: Key) -> CortexError {
-        match *self {
-            Self::Never => CortexError::WouldBlock { key },
-            Self::Until { requested, .. } => CortexError::Timeout {
-                key,
-                after: requested,
-            },
-            Self::Forever => CortexError::Timeout {
-                key,
-                after: Duration::MAX,
-            },
+    /// The error for giving up on a lock: `WouldBlock` for [`Wait::Never`], else `Timeout`.
+    pub fn gave_up(&self, key: i32) -> CortexError {
+        let after = match *self {
+            Self::Never => return CortexError::WouldBlock { key },
+            Self::Until { requested, .. } => requested,
+            Self::Forever => Duration::MAX,
+        };
+        CortexError::Timeout {
+            key,
+            after,
+            waiting_for: "the lock",
         }
+    }
+}
+
+/// How a lock was acquired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// From a holder that released it (or nobody held it).
+    Released,
+    /// Taken over from a holder that died holding it: the value may be half-written.
+    /// `Cortex` then reports [`owner_died`](crate::CortexGuard::owner_died) until the value
+    /// is repaired.
+    FromDeadHolder {
+        /// The dead holder's pid, as it saw itself, if known.
+        pid: Option<i32>,
+    },
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::InPlace {}
+    impl Sealed for super::Optimistic {}
+}
+
+/// How a lock lets processes reach the value: [`InPlace`] or [`Optimistic`].
+pub trait Access: sealed::Sealed + Debug + 'static {
+    /// Whether readers copy the value optimistically instead of locking.
+    #[doc(hidden)]
+    const OPTIMISTIC: bool;
+}
+
+/// Readers and writers both lock: guards give `&T` and `&mut T` in place.
+#[derive(Debug)]
+pub struct InPlace;
+
+/// Only writers lock; readers copy the value word by word with atomic loads and retry when
+/// a write overlapped (a sequence lock). The value is only ever touched through atomics, so
+/// there are no guards: `read()`, `write()` and `update()` are the ways in.
+#[derive(Debug)]
+pub struct Optimistic;
+
+impl Access for InPlace {
+    const OPTIMISTIC: bool = false;
+}
+
+impl Access for Optimistic {
+    const OPTIMISTIC: bool = true;
+}
+
+/// What a lock gets to work with: the segment's key, this handle's member [`Token`], and a
+/// kernel-backed answer to "is the holder with this token still alive?".
+///
+/// See the [`members` design](crate::Token) for how tokens work.
+#[derive(Debug)]
+pub struct LockContext<'a> {
+    key: i32,
+    members: &'a Membership,
+    header: &'a Header,
+    table: &'a MemberTable,
+}
+
+impl<'a> LockContext<'a> {
+    pub(crate) fn new(
+        key: i32,
+        members: &'a Membership,
+        header: &'a Header,
+        table: &'a MemberTable,
+    ) -> Self {
+        Self {
+            key,
+            members,
+            header,
+            table,
+        }
+    }
+
+    /// The segment's key, for error messages.
+    #[inline]
+    pub fn key(&self) -> i32 {
+        self.key
+    }
+
+    /// This process's token for the segment, claimed on first use (a forked child claims
+    /// its own). It stays alive until the handle is dropped or the process dies.
+    ///
+    /// # Errors
+    ///
+    /// `LimitReached` when every member slot is taken; `LockRemoved` when the segment is
+    /// being removed.
+    #[inline]
+    pub fn token(&self) -> CortexResult<Token> {
+        self.members.token(self.key, self.header, self.table)
+    }
+
+    /// Whether the handle that holds `token` is alive, asked of the kernel (one system call).
+    ///
+    /// # Errors
+    ///
+    /// `LockRemoved` when the segment is being removed.
+    pub fn is_alive(&self, token: Token) -> CortexResult<bool> {
+        members::is_alive(self.members.set(), token)
+            .map_err(|e| members::members_error("check a holder", self.key, e))
+    }
+
+    /// The pid of the process that holds `token`, as that process sees itself, if known.
+    pub fn pid_of(&self, token: Token) -> Option<i32> {
+        self.table.pid_of(token)
+    }
+
+    /// Whether the segment is being removed: a lock should then fail with `LockRemoved`.
+    #[inline]
+    pub fn is_removed(&self) -> bool {
+        self.header.is_removed()
+    }
+
+    /// Runs `take_over` while holding the segment's reaper lock, so that at most one process
+    /// at a time decides to take the lock over from a dead holder. While it runs, a lock
+    /// word that names a dead holder can only be changed by `take_over` itself (the dead do
+    /// not release), so checking "still the same dead holder?" and then replacing it is free
+    /// of races. Waits for another reaper as `wait` says (and at most a second).
+    ///
+    /// `Ok(None)`: another reaper was busy and the wait ran out.
+    ///
+    /// # Errors
+    ///
+    /// `LockRemoved` when the segment is being removed.
+    pub fn with_reaper<R>(
+        &self,
+        wait: Wait,
+        take_over: impl FnOnce() -> R,
+    ) -> CortexResult<Option<R>> {
+        let set = self.members.set();
+        let bounded = match wait.remaining() {
+            Remaining::NoWait | Remaining::Expired => Wait::Never,
+            Remaining::For(left) if left < members::REAPER_WAIT => wait,
+            Remaining::For(_) | Remaining::Forever => Wait::timeout(members::REAPER_WAIT),
+        };
+        let taken = members::take_reaper(set, bounded)
+            .map_err(|e| members::members_error("take a lock over", self.key, e))?;
+        if !taken {
+            return Ok(None);
+        }
+        let result = take_over();
+        if let Err(e) = members::release_reaper(set) {
+            tracing::warn!(key = %self.key, error = %e, "could not release the reaper lock");
+        }
+        Ok(Some(result))
+    }
+}
+
+/// A stand-alone [`LockContext`] for unit tests of a lock, outside any segment: a members
+/// set of its own (removed on drop) and a header and member table on the heap.
+///
+/// Not part of the stable API: for testing locks (neocortex's own, and third-party ones).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TestBench {
+    key: i32,
+    members: Membership,
+    header: Box<Header>,
+    table: Box<MemberTable>,
+}
+
+impl TestBench {
+    /// A bench for a lock on `key` (only used in messages).
+    ///
+    /// # Panics
+    ///
+    /// When the members set cannot be made (a system limit).
+    #[expect(
+        clippy::unwrap_used,
+        reason = "a test helper: failing loudly is the point"
+    )]
+    pub fn new(key: i32) -> Self {
+        let set = members::create_set(Permission::OwnerOnly, members::DEFAULT_SLOTS).unwrap();
+        Self {
+            key,
+            members: Membership::new(set, members::DEFAULT_SLOTS),
+            header: Box::default(),
+            table: Box::default(),
+        }
+    }
+
+    /// The context a lock gets.
+    pub fn cx(&self) -> LockContext<'_> {
+        LockContext::new(self.key, &self.members, &self.header, &self.table)
+    }
+
+    /// The members set's id.
+    pub fn members_set(&self) -> i32 {
+        self.members.set()
+    }
+
+    /// Marks the (pretend) segment removed, as an owner's `remove` does first.
+    pub fn mark_removed(&self) {
+        self.header.mark_removed();
+    }
+}
+
+impl Drop for TestBench {
+    fn drop(&mut self) {
+        let _ = members::remove_set(self.members.set());
     }
 }
 
 /// A lock whose state lives in a shared segment and that excludes across processes.
 ///
-/// `Cortex<T, L>` stores an `L::State` in the segment, right after the header. The creating
+/// `Cortex<T, L>` stores an `L::State` in the segment, after the header. The creating
 /// process calls [`create`](Self::create) once on a zero-filled state before any other
 /// process can see the segment as ready; every other process calls
-/// [`attach`](Self::attach) on the ready state. Each process keeps the returned `Self` as
-/// its handle (a kernel id, or nothing).
+/// [`attach`](Self::attach) on the ready state. Each handle keeps the returned `Self` (a
+/// kernel id, or nothing). Every call gets the handle's [`LockContext`]: the key, the
+/// handle's member [`Token`] and a kernel-backed liveness check for tokens, which is how a
+/// futex-style lock tells a dead holder from a live one without trusting pids.
 ///
-/// Owner death is tracked by `Cortex`, not by the lock: the holder's pid is written to the
-/// header under the exclusive lock and cleared on release, so a lock only has to make sure
-/// that a dead holder does not block the others forever.
+/// A holder's death is reported in one of two ways. A lock that knows when it took over
+/// from a dead holder says so ([`Acquired::FromDeadHolder`], with
+/// [`DETECTS_DEAD_HOLDERS`](Self::DETECTS_DEAD_HOLDERS) `true`). Otherwise `Cortex` tracks
+/// it: it writes the holder's pid to the header under the exclusive lock and clears it on
+/// release, so a lock released by the kernel at a death (SysV `SEM_UNDO`) leaves a pid
+/// behind for the next holder to find.
+///
+/// Removal is seen by every lock through `Cortex`: the owner marks the segment removed
+/// before [`destroy`](Self::destroy), and an acquire that finds the mark fails with
+/// `LockRemoved`. `destroy` must also wake every waiter of the lock, so nobody sleeps on.
 ///
 /// # Safety
 ///
@@ -97,7 +308,9 @@ impl Wait {
 ///    matching [`unlock`](Self::unlock), no other caller in *any* process attached to the
 ///    same segment succeeds in `lock` or `lock_shared`. Shared holders exclude exclusive ones
 ///    the same way. (A lock that parks waiters in a per-process table, like `parking_lot`,
-///    does not qualify.)
+///    does not qualify.) A takeover may only happen from a holder that is dead (decide it
+///    with [`LockContext::is_alive`] inside [`LockContext::with_reaper`], or by a kernel
+///    mechanism), never from a live one, however long it holds the lock.
 /// 2. **Acquire/release ordering.** `lock` synchronises-with the previous `unlock` so the
 ///    value written under the lock is visible to the next holder.
 /// 3. **State in the segment.** All shared lock state is in `Self::State` (or a kernel
@@ -105,16 +318,22 @@ impl Wait {
 ///    `create` runs, and every field that changes after `create` must be an atomic, since
 ///    other processes write it while this one holds a `&State`.
 /// 4. **No deadlock on holder death.** If a process dies holding the lock, a later `lock`
-///    must eventually succeed (a SysV `SEM_UNDO` release or a takeover by a waiter).
+///    must eventually succeed (a SysV `SEM_UNDO` release, or a takeover by a waiter).
 /// 5. **Honest waits.** [`Wait::Never`] never blocks; [`Wait::Until`] gives up after the
-///    deadline (retrying interrupted waits with the remaining time); a removed kernel object
-///    is reported as [`CortexError::LockRemoved`].
+///    deadline and never before it (retrying interrupted waits with the remaining time); a
+///    removed kernel object is reported as [`CortexError::LockRemoved`].
+/// 6. **Honest reports.** `Acquired::FromDeadHolder` only after a takeover from a dead
+///    holder; and if `DETECTS_DEAD_HOLDERS` is `true`, after every such takeover.
 pub unsafe trait CortexSync: Sized + Send + Sync + Debug + 'static {
     /// Options given at creation, e.g. the permission mode.
     type Settings: Default + Debug;
 
     /// The lock's state inside the segment; zero-filled before [`create`](Self::create).
     type State: ShmSafe;
+
+    /// How the value is reached under this lock: [`InPlace`] (guards) for every lock that
+    /// excludes readers too, [`Optimistic`] for a sequence lock whose readers do not lock.
+    type Access: Access;
 
     /// A short stable name, part of the segment's layout fingerprint: attaching with another
     /// lock kind is a `LayoutMismatch`.
@@ -124,37 +343,45 @@ pub unsafe trait CortexSync: Sized + Send + Sync + Debug + 'static {
     /// `false`, shared access falls back to exclusive access.
     const SHARED: bool = false;
 
+    /// Whether [`lock`](Self::lock) reports a takeover from a dead holder itself
+    /// ([`Acquired::FromDeadHolder`]); `Cortex` then does not record holders in the header.
+    const DETECTS_DEAD_HOLDERS: bool = false;
+
     /// Whether the lock identifies holders by pid (so every process using it must see the
-    /// same pids, i.e. share one pid namespace). For such locks, attach refuses a segment
-    /// whose creator pid, as the kernel reports it to the attaching process, differs from the
-    /// pid the creator recorded: the attacher lives in another pid namespace, where a live
-    /// holder would look dead.
+    /// same pids, i.e. share one pid namespace). For such locks, attach refuses a process in
+    /// another pid namespace than the segment's creator, where a live holder would look dead.
+    /// Locks built on [`LockContext::token`] need not be pid-based.
     const PID_BASED: bool = false;
 
     /// The mode for the segment and the lock, from the settings.
     fn permission(settings: &Self::Settings) -> Permission;
 
-    /// Sets up the lock in a zero-filled `state` (creating kernel objects with `mode`).
+    /// Sets up the lock in a zero-filled `state` (creating kernel objects with the mode).
     ///
     /// # Errors
     ///
     /// A system error from creating the lock; it must leave nothing behind
     /// (`CleanSystem`) or name what it left (`DirtySystem`).
-    fn create(key: Key, state: &Self::State, settings: &Self::Settings) -> CortexResult<Self>;
+    fn create(
+        cx: &LockContext<'_>,
+        state: &Self::State,
+        settings: &Self::Settings,
+    ) -> CortexResult<Self>;
 
     /// Opens the lock of a ready segment.
     ///
     /// # Errors
     ///
     /// The lock's kernel object is gone or not accessible.
-    fn attach(key: Key, state: &Self::State) -> CortexResult<Self>;
+    fn attach(cx: &LockContext<'_>, state: &Self::State) -> CortexResult<Self>;
 
     /// Acquires the lock exclusively, waiting as `wait` says.
     ///
     /// # Errors
     ///
-    /// `WouldBlock`, `Timeout`, `LockRemoved`, `PermissionDenied`.
-    fn lock(&self, key: Key, state: &Self::State, wait: Wait) -> CortexResult<()>;
+    /// `WouldBlock`, `Timeout`, `LockRemoved`, `PermissionDenied`, `LimitReached`.
+    fn lock(&self, cx: &LockContext<'_>, state: &Self::State, wait: Wait)
+        -> CortexResult<Acquired>;
 
     /// Releases an exclusive hold.
     ///
@@ -165,15 +392,20 @@ pub unsafe trait CortexSync: Sized + Send + Sync + Debug + 'static {
     /// # Safety
     ///
     /// The calling process holds the lock exclusively, through this handle.
-    unsafe fn unlock(&self, key: Key, state: &Self::State) -> CortexResult<()>;
+    unsafe fn unlock(&self, cx: &LockContext<'_>, state: &Self::State) -> CortexResult<()>;
 
     /// Acquires the lock for shared (read) access. Defaults to [`lock`](Self::lock).
     ///
     /// # Errors
     ///
     /// As [`lock`](Self::lock).
-    fn lock_shared(&self, key: Key, state: &Self::State, wait: Wait) -> CortexResult<()> {
-        self.lock(key, state, wait)
+    fn lock_shared(
+        &self,
+        cx: &LockContext<'_>,
+        state: &Self::State,
+        wait: Wait,
+    ) -> CortexResult<Acquired> {
+        self.lock(cx, state, wait)
     }
 
     /// Releases a shared hold. Defaults to [`unlock`](Self::unlock).
@@ -185,18 +417,32 @@ pub unsafe trait CortexSync: Sized + Send + Sync + Debug + 'static {
     /// # Safety
     ///
     /// The calling process holds the lock shared, through this handle.
-    unsafe fn unlock_shared(&self, key: Key, state: &Self::State) -> CortexResult<()> {
+    unsafe fn unlock_shared(&self, cx: &LockContext<'_>, state: &Self::State) -> CortexResult<()> {
         // SAFETY: forwarded; when SHARED is false a shared hold is an exclusive one.
-        unsafe { self.unlock(key, state) }
+        unsafe { self.unlock(cx, state) }
     }
 
-    /// Removes the lock's kernel objects, if any. Called by the owner before the segment is
+    /// Tears the lock down: removes its kernel objects, if any, and wakes every waiter (who
+    /// then sees the segment marked removed). Called by the owner after marking the segment
     /// removed, and when reclaiming a stale segment whose `state` may be half set up.
     ///
     /// # Errors
     ///
     /// The removal failed; the error names what is left.
-    fn destroy(key: Key, state: &Self::State) -> CortexResult<()>;
+    fn destroy(cx: &LockContext<'_>, state: &Self::State) -> CortexResult<()>;
+
+    /// The SysV semaphore sets this lock keeps (as `ipcs -s` lists them), for operators and
+    /// leak checks. Default: none.
+    fn semaphore_sets(&self) -> Vec<i32> {
+        Vec::new()
+    }
+
+    /// Who holds the lock right now, for the operator's tool: `Some(pid)` (or -1 when held by
+    /// an unknown process), `None` when free or when the lock cannot tell.
+    fn holder(cx: &LockContext<'_>, state: &Self::State) -> Option<i32> {
+        let _ = (cx, state);
+        None
+    }
 }
 
 #[cfg(test)]
@@ -218,13 +464,16 @@ mod tests {
             Remaining::Expired
         );
         assert!(matches!(
-            Wait::Never.gave_up(Key(1)),
+            Wait::Never.gave_up(1),
             CortexError::WouldBlock { .. }
         ));
-        let timeout = Wait::timeout(Duration::from_millis(5)).gave_up(Key(1));
-        assert_eq!(
-            timeout.to_string(),
-            "key 1 (0x00000001): lock not acquired within 5ms"
+        let timeout = Wait::timeout(Duration::from_millis(5)).gave_up(1);
+        assert!(
+            timeout
+                .to_string()
+                .starts_with("key 1 (0x00000001): waited 5ms for the lock in vain"),
+            "{timeout}"
         );
+        const { assert!(Optimistic::OPTIMISTIC && !InPlace::OPTIMISTIC) };
     }
 }

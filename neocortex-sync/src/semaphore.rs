@@ -1,168 +1,574 @@
-//! [`Semaphore`]: a SysV semaphore with `SEM_UNDO`, the crash-safe exclusive lock.
+//! [`Semaphore`] (also named [`Mutex`](crate::Mutex)): a futex word in the segment holding
+//! the holder's member token. No system call when uncontended; a waiter takes the lock over
+//! from a holder that died, as the kernel tells it.
+//!
+//! Linux only: it is built on `futex(2)`. On other systems `Semaphore` is the SysV lock
+//! ([`SysvSemaphore`](crate::SysvSemaphore)).
 
-use neocortex_core::{CortexResult, CortexSync, Key, Permission, Wait};
+use std::hint::spin_loop;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-use crate::sysv::{self, Op, SemaphoreState};
+use neocortex_core::{
+    Acquired, CortexError, CortexResult, CortexSync, InPlace, LockContext, OsError, Permission,
+    Remaining, Token, Wait,
+};
+use neocortex_sys::{futex, Errno};
 
-/// The seed crate's name for the permission of a segment and its semaphore.
-pub type SemaphorePermission = Permission;
+use crate::settings::SemaphoreSettings;
 
-/// Settings of a [`Semaphore`] (or [`RwSemaphore`](crate::RwSemaphore)) lock: the permission
-/// mode, which also governs the segment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SemaphoreSettings {
-    /// Who may use the segment and the lock. Defaults to [`Permission::OwnerOnly`].
-    pub mode: SemaphorePermission,
+/// The holder's token in the lock word.
+const TOKEN_MASK: u32 = (1 << Token::BITS) - 1;
+/// Set in the lock word by `destroy`: the segment is being removed, nobody may lock.
+const REMOVED: u32 = 1 << 30;
+/// Set in the lock word while someone may be asleep on it: the releaser must wake one.
+const WAITERS: u32 = 1 << 31;
+/// How many times a contended acquire re-reads the word before it sleeps. Measured with
+/// `compare` (two processes, 8 B and 4 KiB values): 20 beats 40 and 100, whose longer spins
+/// catch every release and turn long critical sections into a hand-off per operation.
+const SPIN_LIMIT: u32 = 20;
+/// The longest a waiter sleeps before it asks again whether the holder is alive: a holder
+/// that dies wakes nobody, so this bounds how long its death goes unnoticed.
+const POLL: Duration = Duration::from_millis(2);
+
+neocortex_core::shm_safe! {
+    /// The [`Semaphore`]'s state in the segment: the lock word.
+    ///
+    /// All zero means free.
+    #[derive(Debug)]
+    pub struct SemaphoreState {
+        /// 0 when free; else the holder's member token (bits 0–26), the removed mark (bit
+        /// 30) and the waiters bit (bit 31).
+        word: AtomicU32,
+    }
 }
 
-/// An exclusive lock made of one SysV semaphore, taken and released with `SEM_UNDO`.
+/// A fast exclusive lock that survives its holder's death: a futex word inside the segment.
+/// The recommended lock, and the seed crate's name for it; [`Mutex`](crate::Mutex) is the
+/// same lock under another name. Linux only (elsewhere `Semaphore` is the SysV lock).
 ///
-/// - **Crash-safe:** when a holder's process dies (even by `SIGKILL`), the kernel undoes its
-///   hold, so the lock never stays taken; the next guard reports
-///   [`owner_died`](neocortex_core::CortexGuard::owner_died).
-/// - **Per process:** the kernel's undo record belongs to a process, so a *thread* that ends
-///   without unwinding (e.g. `pthread_exit`) while holding the lock keeps it held until its
-///   process exits. Rust panics unwind and release it.
-/// - **Cost:** two system calls per lock and unlock (see the benchmarks); for speed use the
-///   futex `Mutex`.
-/// - The set is private (`IPC_PRIVATE`): its id is stored in the segment, so no second key
-///   space is used and no foreign set can be picked up by key.
+/// ```
+/// use neocortex::{Cortex, Semaphore};
 ///
-/// Interrupted waits (a signal, `SIGSTOP`/`SIGCONT`) are retried with the remaining time; a
-/// set removed from outside gives [`CortexError::LockRemoved`](neocortex_core::CortexError::LockRemoved).
+/// let key = neocortex::random_key()?;
+/// let counter: Cortex<u64, Semaphore> = Cortex::new(key, 0, None)?;
+/// *counter.lock()? += 1; // one compare-and-swap to lock, one to unlock: no system call
+/// assert_eq!(counter.read()?, 1);
+/// # Ok::<(), neocortex::CortexError>(())
+/// ```
+///
+/// Taking a free lock is one compare-and-swap of the word from 0 to the caller's member
+/// token, with no system call; releasing an uncontended lock is another. A contended
+/// acquire spins briefly (20 re-reads of the word), then marks the word as having waiters
+/// and sleeps in `FUTEX_WAIT` (a *shared* futex, keyed by the physical page, so it works
+/// across processes); the releaser wakes one sleeper.
+///
+/// # The lock word
+///
+/// | bits | meaning |
+/// |---|---|
+/// | 0–26 | the holder's member token; all 0 when free |
+/// | 30 | removed: the segment is being removed (every acquire fails with `LockRemoved`) |
+/// | 31 | waiters: someone may be asleep, so a release must `FUTEX_WAKE` |
+///
+/// # When a holder dies
+///
+/// The holder is known by its member token, which the *kernel* takes back the instant its
+/// process dies (a SysV semaphore held with `SEM_UNDO`, taken once per handle, not per
+/// lock; see [`neocortex_core::Token`]). So liveness never trusts a pid: it works between
+/// processes in different pid namespaces that share an IPC namespace (containers started
+/// with a shared IPC namespace), cannot be fooled by a reused pid, and needs no `/proc`.
+///
+/// A holder that dies wakes nobody, so every sleeper wakes at least every 2 ms and asks the
+/// kernel whether the holder's token is alive (a new waiter asks once before its first
+/// sleep). When it is not, one waiter at a time (holding the segment's reaper semaphore, so
+/// the decision and the takeover cannot race) replaces the dead holder's token with its own,
+/// and its acquire reports [`Acquired::FromDeadHolder`]: the next guard says
+/// [`owner_died`](neocortex_core::CortexGuard::owner_died). A [`Wait::Never`] acquire asks
+/// once and takes over at once.
+///
+/// **Threads:** the token names a process (well, a handle in a process), not a thread. A
+/// thread that ends without releasing the lock (`pthread_exit`) while its process lives
+/// keeps the lock held. A Rust panic unwinds and its guard releases the lock. A holder that
+/// `exec`s keeps the lock until the new program exits (the kernel keeps its `SEM_UNDO`
+/// record across `exec`).
+///
+/// # Memory ordering
+///
+/// Taking the lock (also by takeover) is an `Acquire` read-modify-write of the word and
+/// releasing it is a `Release` one; every change of the word is a read-modify-write, so each
+/// acquire synchronises-with the previous release and sees everything written under the lock.
+///
+/// # Not reentrant
+///
+/// A thread that asks again for a lock it holds waits for itself until its timeout (or
+/// forever).
 #[derive(Debug)]
 pub struct Semaphore {
-    id: i32,
+    _private: (),
+}
+
+/// The token of the holder named in `word`, if the word names one.
+fn holder(word: u32) -> Option<Token> {
+    Token::from_raw(word & TOKEN_MASK)
+}
+
+fn removed(cx: &LockContext<'_>) -> CortexError {
+    CortexError::lock_removed(cx.key(), None)
+}
+
+fn futex_error(cx: &LockContext<'_>, op: &'static str, e: neocortex_sys::SysError) -> CortexError {
+    CortexError::clean(op, cx.key(), OsError::new(e.call, e.errno.raw()))
 }
 
 impl Semaphore {
-    /// The semaphore of the set: 1 when free, 0 when held.
-    const SEM: u16 = 0;
+    /// The holder named in `seen` is dead (or the word names nobody): take the lock over
+    /// from it, under the reaper lock. `Ok(Some(..))`: taken; `Ok(None)`: the word changed
+    /// (look again), or another reaper was busy past the wait.
+    fn take_over(
+        cx: &LockContext<'_>,
+        state: &SemaphoreState,
+        wait: Wait,
+        seen: u32,
+        new: u32,
+    ) -> CortexResult<Option<Acquired>> {
+        let taken = cx.with_reaper(wait, || -> CortexResult<Option<Option<Token>>> {
+            // While the reaper lock is held, a word naming a dead holder changes only by our
+            // own hand (nobody else takes over, the dead do not release, the fast path needs
+            // 0) or by a waiter setting the waiters bit. So once the word still names the
+            // holder we saw and the kernel still says it is dead, it stays so until our CAS.
+            let mut now = state.word.load(Ordering::Acquire);
+            if now & REMOVED != 0
+                || now & TOKEN_MASK != seen & TOKEN_MASK
+                || Self::holder_alive(cx, now)?
+            {
+                return Ok(None);
+            }
+            loop {
+                match state.word.compare_exchange(
+                    now,
+                    new | (now & WAITERS),
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return Ok(Some(holder(seen))),
+                    // Only the waiters bit can have changed; anything else: look again.
+                    Err(actual) if actual & !WAITERS == now & !WAITERS => now = actual,
+                    Err(_) => return Ok(None),
+                }
+            }
+        })?;
+        let taken = match taken {
+            Some(result) => result?,
+            None => None,
+        };
+        Ok(match taken {
+            Some(dead) => {
+                let pid = dead.and_then(|t| cx.pid_of(t));
+                tracing::warn!(
+                    key = cx.key(),
+                    dead_pid = pid.unwrap_or(-1),
+                    "took the lock over from a holder that died"
+                );
+                Some(Acquired::FromDeadHolder { pid })
+            }
+            _ => None,
+        })
+    }
 
-    /// The semaphore set's id.
-    pub fn id(&self) -> i32 {
-        self.id
+    /// Whether the holder named in `seen` is alive, as the kernel says.
+    fn holder_alive(cx: &LockContext<'_>, seen: u32) -> CortexResult<bool> {
+        match holder(seen) {
+            Some(token) => cx.is_alive(token),
+            // A held word that names nobody (damaged): nobody will ever release it.
+            None => Ok(false),
+        }
+    }
+
+    /// The contended part of [`lock`](CortexSync::lock): `seen` is the word the fast path
+    /// found.
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(
+        cx: &LockContext<'_>,
+        state: &SemaphoreState,
+        wait: Wait,
+        me: u32,
+        mut seen: u32,
+    ) -> CortexResult<Acquired> {
+        let mut spins = 0;
+        // WAITERS once this caller has slept: it cannot know whether others still sleep, so
+        // it takes the lock with the bit set, and its release wakes the next one.
+        let mut waiters = 0;
+        // Ask about the holder before the first sleep and after every sleep that ran out.
+        let mut check_holder = true;
+        loop {
+            if seen & REMOVED != 0 {
+                return Err(removed(cx));
+            }
+            if seen == 0 {
+                match state.word.compare_exchange(
+                    0,
+                    me | waiters,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(Acquired::Released),
+                    Err(actual) => {
+                        seen = actual;
+                        continue;
+                    }
+                }
+            }
+            let blocking = matches!(wait.remaining(), Remaining::For(_) | Remaining::Forever);
+            if blocking && spins < SPIN_LIMIT {
+                spins += 1;
+                spin_loop();
+                seen = state.word.load(Ordering::Acquire);
+                continue;
+            }
+            if check_holder {
+                check_holder = false;
+                if !Self::holder_alive(cx, seen)? {
+                    if let Some(acquired) = Self::take_over(cx, state, wait, seen, me | waiters)? {
+                        return Ok(acquired);
+                    }
+                    // The word changed, or another reaper was busy: look again (a caller
+                    // that does not wait gets one more look at a freed word, no more).
+                    seen = state.word.load(Ordering::Acquire);
+                    check_holder = blocking;
+                    if blocking || seen == 0 {
+                        continue;
+                    }
+                }
+            }
+            let timeout = match wait.remaining() {
+                Remaining::For(left) => left.min(POLL),
+                Remaining::Forever => POLL,
+                Remaining::NoWait | Remaining::Expired => return Err(wait.gave_up(cx.key())),
+            };
+            let asleep = seen | WAITERS;
+            if seen & WAITERS == 0 {
+                if let Err(actual) =
+                    state
+                        .word
+                        .compare_exchange(seen, asleep, Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    seen = actual;
+                    continue;
+                }
+            }
+            waiters = WAITERS;
+            match futex::wait(&state.word, asleep, Some(timeout)) {
+                // Woken, or the word changed before we slept: look again.
+                Ok(()) => {}
+                Err(e) if e.errno == Errno::EAGAIN || e.errno == Errno::EINTR => {}
+                // A whole poll went by: ask about the holder again.
+                Err(e) if e.errno == Errno::ETIMEDOUT => check_holder = true,
+                Err(e) => return Err(futex_error(cx, "lock", e)),
+            }
+            if cx.is_removed() {
+                return Err(removed(cx));
+            }
+            seen = state.word.load(Ordering::Acquire);
+        }
     }
 }
 
 // SAFETY: the contract, point by point:
-// 1. Exclusion: the set's one semaphore starts at 1 and `lock` decrements it by 1, which the
-//    kernel lets happen only while it is 1, so at most one holder in any process at a time;
-//    `unlock` gives the 1 back. Shared holds are exclusive holds (SHARED is false).
-// 2. Ordering: semop runs under the set's kernel lock, a full barrier between the releasing
-//    and the acquiring process.
-// 3. State: the set id is recorded in `SemaphoreState` inside the segment; zero-filled means
-//    "no set yet", which `attach` refuses and `destroy` skips.
-// 4. Holder death: every operation uses SEM_UNDO, so the kernel adds a dead holder's 1 back.
-// 5. Waits: `sysv::acquire` uses IPC_NOWAIT for `Wait::Never`, semtimedop with the time left
-//    for a deadline, retries EINTR with the recomputed time left, and maps EIDRM/EINVAL to
-//    `LockRemoved`.
+// 1. Exclusion: the word goes from 0 to a token only by a CAS, so one holder at a time in
+//    every process mapping the segment; it is taken over only under the reaper lock, after
+//    checking there that the word still names the holder seen and that the kernel says that
+//    token is dead; within the reaper lock such a word cannot change but by the reaper's
+//    CAS (nobody else takes over, the dead do not release, the fast path needs 0), so a live
+//    holder is never displaced, even one whose token was reissued after 32767 claims.
+//    A live token never reads as dead: its slot holds its tag until its handle is dropped,
+//    which cannot happen while a guard borrows the handle.
+// 2. Ordering: Acquire on every CAS that takes the lock (also by takeover), Release on the
+//    CAS that frees it; every change of the word is a read-modify-write.
+// 3. State: the word is the only state; a zero word is a free lock.
+// 4. Holder death: a dead holder's token is dead in the kernel at once; waiters ask about
+//    it before sleeping and every POLL while sleeping, and take over.
+// 5. Waits: Never and an expired deadline make one attempt (and one takeover attempt) and
+//    never sleep; deadlines bound every sleep; EINTR/EAGAIN loop with the time left; the
+//    removed mark (set by `destroy`, which wakes everyone) gives LockRemoved.
+// 6. Reports: FromDeadHolder exactly after a takeover.
 unsafe impl CortexSync for Semaphore {
     type Settings = SemaphoreSettings;
     type State = SemaphoreState;
-    const KIND: &'static str = "sysv-semaphore";
+    type Access = InPlace;
+    const KIND: &'static str = "semaphore";
+    const DETECTS_DEAD_HOLDERS: bool = true;
 
     fn permission(settings: &SemaphoreSettings) -> Permission {
         settings.mode
     }
 
     fn create(
-        key: Key,
-        state: &SemaphoreState,
-        settings: &SemaphoreSettings,
+        _cx: &LockContext<'_>,
+        _state: &SemaphoreState,
+        _settings: &SemaphoreSettings,
     ) -> CortexResult<Self> {
-        sysv::create(key, state, settings.mode, &[1]).map(|id| Self { id })
+        Ok(Self { _private: () })
     }
 
-    fn attach(key: Key, state: &SemaphoreState) -> CortexResult<Self> {
-        sysv::attach(key, state, 1).map(|id| Self { id })
+    fn attach(_cx: &LockContext<'_>, _state: &SemaphoreState) -> CortexResult<Self> {
+        Ok(Self { _private: () })
     }
 
-    fn lock(&self, key: Key, _state: &SemaphoreState, wait: Wait) -> CortexResult<()> {
-        sysv::acquire(key, self.id, [Op::add(Self::SEM, -1)], wait)
+    #[inline]
+    fn lock(
+        &self,
+        cx: &LockContext<'_>,
+        state: &SemaphoreState,
+        wait: Wait,
+    ) -> CortexResult<Acquired> {
+        let me = cx.token()?.raw();
+        match state
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(Acquired::Released),
+            Err(seen) => Self::lock_contended(cx, state, wait, me, seen),
+        }
     }
 
-    unsafe fn unlock(&self, key: Key, _state: &SemaphoreState) -> CortexResult<()> {
-        sysv::apply_now("unlock", key, self.id, [Op::add(Self::SEM, 1)])
+    #[inline]
+    unsafe fn unlock(&self, cx: &LockContext<'_>, state: &SemaphoreState) -> CortexResult<()> {
+        let me = cx.token()?.raw();
+        // The first guess, no waiters and not removed, needs no load before the CAS (one
+        // cache-line transfer, not two).
+        let mut current = me;
+        loop {
+            match state.word.compare_exchange(
+                current,
+                current & REMOVED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) if actual & TOKEN_MASK == me => current = actual,
+                Err(actual) => {
+                    // Not ours: never free a lock under someone else's feet.
+                    tracing::error!(
+                        key = cx.key(),
+                        word = actual,
+                        "released a lock this handle did not hold"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        if current & WAITERS != 0 {
+            futex::wake(&state.word, 1).map_err(|e| futex_error(cx, "unlock", e))?;
+        }
+        Ok(())
     }
 
-    fn destroy(key: Key, state: &SemaphoreState) -> CortexResult<()> {
-        sysv::destroy(key, state)
+    /// Marks the word removed and wakes every sleeper (who then fails with `LockRemoved`).
+    fn destroy(cx: &LockContext<'_>, state: &SemaphoreState) -> CortexResult<()> {
+        state.word.fetch_or(REMOVED, Ordering::SeqCst);
+        futex::wake(&state.word, u32::MAX).map_err(|e| futex_error(cx, "remove lock", e))?;
+        Ok(())
+    }
+
+    fn holder(cx: &LockContext<'_>, state: &SemaphoreState) -> Option<i32> {
+        let token = holder(state.word.load(Ordering::Relaxed))?;
+        Some(cx.pid_of(token).unwrap_or(-1))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
-    use neocortex_core::ErrorKind;
-    use neocortex_sys::{sem, Errno};
+    use neocortex_core::{ErrorKind, TestBench};
 
     use super::*;
-    use crate::sysv::RemoveOnDrop;
+
+    const LOCK: Semaphore = Semaphore { _private: () };
+
+    fn free_state() -> Box<SemaphoreState> {
+        Box::new(SemaphoreState {
+            word: AtomicU32::new(0),
+        })
+    }
+
+    fn unlock(bench: &TestBench, state: &SemaphoreState) {
+        // SAFETY: every caller took the lock on this state through this bench just before.
+        unsafe { LOCK.unlock(&bench.cx(), state) }.expect("unlock");
+    }
+
+    /// Waits until `f` holds, for at most 5 s.
+    fn eventually(what: &str, f: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !f() {
+            assert!(started.elapsed() < Duration::from_secs(5), "never: {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 
     #[test]
-    fn excludes_times_out_and_is_removed() {
-        let key = Key(0x5345_0001);
-        let state = Box::new(SemaphoreState::zeroed());
-        let lock = Semaphore::create(key, &state, &SemaphoreSettings::default()).expect("create");
-        let _cleanup = RemoveOnDrop(key, &state);
-        let id = lock.id();
-        assert_eq!(sem::stat(id).expect("stat").sem_nsems, 1);
-        let other = Semaphore::attach(key, &state).expect("attach");
-        assert_eq!(other.id(), id);
-
-        lock.lock(key, &state, Wait::Never).expect("free");
-        assert_eq!(sem::get_value(id, 0).expect("getval"), 0);
-        let busy = other.lock(key, &state, Wait::Never).expect_err("held");
-        assert_eq!(busy.kind(), ErrorKind::WouldBlock);
-        let started = Instant::now();
-        let late = other
-            .lock(key, &state, Wait::timeout(Duration::from_millis(50)))
-            .expect_err("held");
-        assert_eq!(late.kind(), ErrorKind::Timeout);
-        assert!(started.elapsed() >= Duration::from_millis(50));
-        // SAFETY: this process took the lock above and has not released it.
-        unsafe { lock.unlock(key, &state) }.expect("unlock");
-        assert_eq!(sem::get_value(id, 0).expect("getval"), 1);
-        other
-            .lock(key, &state, Wait::timeout(Duration::from_secs(5)))
-            .expect("free again");
-        // SAFETY: taken just above through `other`.
-        unsafe { other.unlock(key, &state) }.expect("unlock");
-
-        Semaphore::destroy(key, &state).expect("destroy");
-        assert_eq!(sem::stat(id).expect_err("removed").errno, Errno::EINVAL);
-        let removed = lock.lock(key, &state, Wait::Never).expect_err("removed");
-        assert_eq!(removed.kind(), ErrorKind::LockRemoved);
+    fn uncontended_lock_names_the_holder_and_unlock_frees() {
+        let bench = TestBench::new(0x5345_0001);
+        let state = free_state();
+        let cx = bench.cx();
+        assert_eq!(
+            LOCK.lock(&cx, &state, Wait::Never).expect("free"),
+            Acquired::Released
+        );
+        let me = cx.token().expect("token").raw();
+        assert_eq!(state.word.load(Ordering::Relaxed), me);
+        assert_eq!(
+            Semaphore::holder(&cx, &state),
+            Some(std::process::id() as i32)
+        );
+        unlock(&bench, &state);
+        assert_eq!(state.word.load(Ordering::Relaxed), 0);
+        assert_eq!(Semaphore::holder(&cx, &state), None);
     }
 
     #[test]
     fn threads_do_not_lose_updates() {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        let key = Key(0x5345_0002);
-        let state = SemaphoreState::zeroed();
-        let lock = Semaphore::create(key, &state, &SemaphoreSettings::default()).expect("create");
-        let _cleanup = RemoveOnDrop(key, &state);
-        let counter = AtomicU64::new(0);
+        let bench = TestBench::new(0x5345_0002);
+        let state = free_state();
+        let counter = std::sync::atomic::AtomicU64::new(0);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
-                    for _ in 0..500 {
-                        lock.lock(key, &state, Wait::Forever).expect("lock");
-                        // A non-atomic increment: only the lock keeps it from losing updates.
+                    for i in 0..5000 {
+                        LOCK.lock(&bench.cx(), &state, Wait::Forever).expect("lock");
+                        // A non-atomic increment: only the lock keeps updates from being lost.
                         let v = counter.load(Ordering::Relaxed);
-                        std::thread::yield_now();
+                        if i % 64 == 0 {
+                            std::thread::yield_now();
+                        }
                         counter.store(v + 1, Ordering::Relaxed);
-                        // SAFETY: taken just above on this thread, in this process.
-                        unsafe { lock.unlock(key, &state) }.expect("unlock");
+                        unlock(&bench, &state);
                     }
                 });
             }
         });
-        assert_eq!(counter.load(Ordering::Relaxed), 2000);
-        let id = lock.id();
-        Semaphore::destroy(key, &state).expect("destroy");
-        assert_eq!(sem::stat(id).expect_err("removed").errno, Errno::EINVAL);
+        assert_eq!(counter.load(Ordering::Relaxed), 20_000);
+        assert_eq!(state.word.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_held_lock_would_block_and_times_out_never_early() {
+        let bench = TestBench::new(0x5345_0003);
+        let state = free_state();
+        LOCK.lock(&bench.cx(), &state, Wait::Never).expect("free");
+        let e = LOCK
+            .lock(&bench.cx(), &state, Wait::Never)
+            .expect_err("held");
+        assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+        for timeout in [
+            Duration::ZERO,
+            Duration::from_millis(20),
+            Duration::from_millis(30),
+        ] {
+            let started = Instant::now();
+            let e = std::thread::scope(|s| {
+                s.spawn(|| LOCK.lock(&bench.cx(), &state, Wait::timeout(timeout)))
+                    .join()
+                    .expect("thread")
+            })
+            .expect_err("held by a live holder");
+            assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+            assert!(started.elapsed() >= timeout);
+        }
+        unlock(&bench, &state);
+        // A zero timeout on a free lock takes it.
+        LOCK.lock(&bench.cx(), &state, Wait::timeout(Duration::ZERO))
+            .expect("a free lock is taken even with no time to wait");
+        unlock(&bench, &state);
+    }
+
+    #[test]
+    fn a_sleeping_waiter_is_woken_by_unlock() {
+        let bench = TestBench::new(0x5345_0004);
+        let state = free_state();
+        LOCK.lock(&bench.cx(), &state, Wait::Never).expect("free");
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                LOCK.lock(&bench.cx(), &state, Wait::timeout(Duration::from_secs(10)))?;
+                // Taken with the waiters bit: it could not know it was the last sleeper.
+                let word = state.word.load(Ordering::Relaxed);
+                unlock(&bench, &state);
+                Ok::<_, CortexError>(word)
+            });
+            eventually("the waiter marks the word", || {
+                state.word.load(Ordering::Relaxed) & WAITERS != 0
+            });
+            unlock(&bench, &state);
+            let word = waiter.join().expect("thread").expect("woken, locked");
+            assert_eq!(word & WAITERS, WAITERS);
+        });
+        assert_eq!(state.word.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_dead_or_missing_holder_is_taken_over() {
+        let bench = TestBench::new(0x5345_0005);
+        let cx = bench.cx();
+        let me = cx.token().expect("token").raw();
+        // A token nobody holds: slot 0 with a tag no claim made (the set is fresh).
+        let dead = 7 << 12;
+        assert!(!cx
+            .is_alive(Token::from_raw(dead).expect("token"))
+            .expect("ask"));
+        for bits in [0, WAITERS] {
+            let state = free_state();
+            state.word.store(dead | bits, Ordering::Relaxed);
+            let got = LOCK.lock(&cx, &state, Wait::Never).expect("taken over");
+            assert!(matches!(got, Acquired::FromDeadHolder { .. }), "{got:?}");
+            assert_eq!(
+                state.word.load(Ordering::Relaxed),
+                me | bits,
+                "waiters bit kept"
+            );
+            unlock(&bench, &state);
+        }
+        // A word that names nobody at all is taken over too, also by a blocking acquire.
+        let state = free_state();
+        state.word.store(WAITERS | 5, Ordering::Relaxed);
+        let got = LOCK
+            .lock(&cx, &state, Wait::timeout(Duration::from_secs(10)))
+            .expect("taken over");
+        assert!(
+            matches!(got, Acquired::FromDeadHolder { pid: None }),
+            "{got:?}"
+        );
+        unlock(&bench, &state);
+        // A live holder (this process's own token, from another thread's view) is not.
+        let state = free_state();
+        state.word.store(me, Ordering::Relaxed);
+        let e = LOCK.lock(&cx, &state, Wait::Never).expect_err("alive");
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+        assert_eq!(state.word.load(Ordering::Relaxed), me);
+    }
+
+    #[test]
+    fn removal_fails_waiters_and_later_acquires() {
+        let bench = TestBench::new(0x5345_0006);
+        let state = free_state();
+        LOCK.lock(&bench.cx(), &state, Wait::Never).expect("free");
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| LOCK.lock(&bench.cx(), &state, Wait::Forever));
+            eventually("the waiter sleeps", || {
+                state.word.load(Ordering::Relaxed) & WAITERS != 0
+            });
+            bench.mark_removed();
+            Semaphore::destroy(&bench.cx(), &state).expect("destroy");
+            let e = waiter.join().expect("thread").expect_err("removed");
+            assert_eq!(e.kind(), ErrorKind::LockRemoved);
+        });
+        // The holder's release keeps the mark; nobody gets in afterwards.
+        unlock(&bench, &state);
+        assert_eq!(state.word.load(Ordering::Relaxed), REMOVED);
+        let e = LOCK
+            .lock(&bench.cx(), &state, Wait::Never)
+            .expect_err("removed");
+        assert_eq!(e.kind(), ErrorKind::LockRemoved);
     }
 }

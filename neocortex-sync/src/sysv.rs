@@ -11,18 +11,23 @@
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use neocortex_core::{
-    CortexError, CortexResult, ErrorKind, Key, Leftover, Permission, Remaining, Wait,
+    CortexError, CortexResult, ErrorKind, Leftover, OsError, Permission, Remaining, Wait,
 };
 use neocortex_sys::{sem, Errno, SysError, IPC_PRIVATE};
 
+/// A `-sys` error as the core's `OsError`.
+pub(crate) fn os(e: SysError) -> OsError {
+    OsError::new(e.call, e.errno.raw())
+}
+
 neocortex_core::shm_safe! {
-    /// The state of a [`Semaphore`](crate::Semaphore) or
+    /// The state of a [`SysvSemaphore`](crate::SysvSemaphore) or
     /// [`RwSemaphore`](crate::RwSemaphore) in the segment: the id of its semaphore set.
     ///
     /// Both locks use this state; the lock kind is part of the segment's fingerprint, so one
     /// is never attached as the other.
     #[derive(Debug)]
-    pub struct SemaphoreState {
+    pub struct SysvState {
         /// 1 once `id` holds a semaphore set id (0 in a fresh segment).
         valid: AtomicU32,
         /// The set's id, as `ipcs -s` lists it.
@@ -30,7 +35,7 @@ neocortex_core::shm_safe! {
     }
 }
 
-impl SemaphoreState {
+impl SysvState {
     /// A zero-filled state, as a fresh segment holds it.
     #[cfg(test)]
     pub(crate) fn zeroed() -> Self {
@@ -95,24 +100,26 @@ impl Op {
 /// `CleanSystem` when the set could not be made, or was made and removed again;
 /// `DirtySystem` naming the set when setting a value failed and so did removing it.
 pub(crate) fn create(
-    key: Key,
-    state: &SemaphoreState,
+    key: i32,
+    state: &SysvState,
     mode: Permission,
     initial: &[u16],
 ) -> CortexResult<i32> {
     const OP: &str = "create semaphore";
     let nsems = libc::c_int::try_from(initial.len()).unwrap_or(libc::c_int::MAX);
     let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode.flags();
-    let id = sem::semget(IPC_PRIVATE, nsems, flags).map_err(|e| CortexError::clean(OP, key, e))?;
+    let id =
+        sem::semget(IPC_PRIVATE, nsems, flags).map_err(|e| CortexError::clean(OP, key, os(e)))?;
     state.record(id);
     for (num, &value) in (0u16..).zip(initial) {
-        // SETVAL is safe here: nobody else knows this private set yet, so no undo record of
-        // another process can be wiped.
-        if let Err(e) = sem::set_value(id, num, value.into()) {
+        // SAFETY: SETVAL is safe here: nobody else knows this private set yet, so no holder
+        // can be let in or out and no undo record of another process can be wiped.
+        if let Err(e) = unsafe { sem::set_value(id, num, value.into()) } {
             state.forget();
-            return Err(match sem::remove(id) {
-                Ok(()) => CortexError::clean(OP, key, e),
-                Err(_) => CortexError::dirty(OP, key, e, vec![Leftover::SemaphoreSet(id)]),
+            // SAFETY: as above, the set is still private to this call.
+            return Err(match unsafe { sem::remove(id) } {
+                Ok(()) => CortexError::clean(OP, key, os(e)),
+                Err(_) => CortexError::dirty(OP, key, os(e), vec![Leftover::SemaphoreSet(id)]),
             });
         }
     }
@@ -125,7 +132,7 @@ pub(crate) fn create(
 ///
 /// `ForeignSegment` when no id is recorded or the set has another size; `LockRemoved` when
 /// the set is gone; `PermissionDenied` and others from `IPC_STAT`.
-pub(crate) fn attach(key: Key, state: &SemaphoreState, nsems: u16) -> CortexResult<i32> {
+pub(crate) fn attach(key: i32, state: &SysvState, nsems: u16) -> CortexResult<i32> {
     let Some(id) = state.stored_id() else {
         return Err(CortexError::ForeignSegment {
             key,
@@ -154,22 +161,26 @@ pub(crate) fn attach(key: Key, state: &SemaphoreState, nsems: u16) -> CortexResu
 /// `WouldBlock` or `Timeout` (from [`Wait::gave_up`]), `LockRemoved` when the set is gone,
 /// `CleanSystem` for anything else (e.g. `EACCES`).
 pub(crate) fn acquire<const N: usize>(
-    key: Key,
+    key: i32,
     id: i32,
     ops: [Op; N],
     wait: Wait,
 ) -> CortexResult<()> {
     loop {
+        let mut now = ops.map(|op| op.sembuf(false));
         let result = match wait.remaining() {
             // An expired deadline still gets one attempt: a zero timeout on a free lock
             // succeeds, as `pthread_mutex_timedlock` does.
             Remaining::NoWait | Remaining::Expired => {
-                sem::semop(id, &mut ops.map(|op| op.sembuf(true)))
+                let mut once = ops.map(|op| op.sembuf(true));
+                // SAFETY: `once` are one lock's protocol operations, every one with SEM_UNDO
+                // (see `Op`), applied by the lock built on this set.
+                unsafe { sem::semop(id, &mut once) }
             }
-            Remaining::Forever => sem::semop(id, &mut ops.map(|op| op.sembuf(false))),
-            Remaining::For(left) => {
-                sem::semtimedop(id, &mut ops.map(|op| op.sembuf(false)), Some(left))
-            }
+            // SAFETY: as above.
+            Remaining::Forever => unsafe { sem::semop(id, &mut now) },
+            // SAFETY: as above.
+            Remaining::For(left) => unsafe { sem::semop_timed(id, &mut now, Some(left)) },
         };
         match result {
             Ok(()) => return Ok(()),
@@ -192,12 +203,13 @@ pub(crate) fn acquire<const N: usize>(
 /// `CleanSystem` for anything else.
 pub(crate) fn apply_now<const N: usize>(
     op: &'static str,
-    key: Key,
+    key: i32,
     id: i32,
     ops: [Op; N],
 ) -> CortexResult<()> {
     loop {
-        match sem::semop(id, &mut ops.map(|op| op.sembuf(true))) {
+        // SAFETY: `ops` are one lock's protocol operations (a release), with SEM_UNDO.
+        match unsafe { sem::semop(id, &mut ops.map(|op| op.sembuf(true))) } {
             Ok(()) => return Ok(()),
             Err(e) if e.errno == Errno::EINTR => continue,
             Err(e) if e.errno == Errno::EAGAIN => {
@@ -205,7 +217,7 @@ pub(crate) fn apply_now<const N: usize>(
                     op,
                     key,
                     ErrorKind::Other,
-                    e,
+                    os(e),
                     "the semaphore count says this process does not hold the lock",
                 ))
             }
@@ -220,20 +232,27 @@ pub(crate) fn apply_now<const N: usize>(
 /// # Errors
 ///
 /// `DirtySystem` naming the set when `IPC_RMID` fails (e.g. `EPERM`: not the owner).
-pub(crate) fn destroy(key: Key, state: &SemaphoreState) -> CortexResult<()> {
+pub(crate) fn destroy(key: i32, state: &SysvState) -> CortexResult<()> {
     let Some(id) = state.stored_id() else {
         return Ok(());
     };
-    match sem::remove(id) {
+    // SAFETY: `destroy` is called by the segment's owner tearing it down (after marking
+    // the segment removed), by a failed creation, or by a reclaimer of a stale segment
+    // nobody is attached to: nobody relies on the lock any more.
+    match unsafe { sem::remove(id) } {
         Ok(()) => Ok(()),
         Err(e) if e.errno == Errno::EINVAL || e.errno == Errno::EIDRM => {
-            tracing::warn!(%key, semid = id, "semaphore set was already removed from outside");
+            tracing::warn!(
+                key,
+                semid = id,
+                "semaphore set was already removed from outside"
+            );
             Ok(())
         }
         Err(e) => Err(CortexError::dirty(
             "remove semaphore",
             key,
-            e,
+            os(e),
             vec![Leftover::SemaphoreSet(id)],
         )),
     }
@@ -241,7 +260,7 @@ pub(crate) fn destroy(key: Key, state: &SemaphoreState) -> CortexResult<()> {
 
 /// Removes the set recorded in a state when dropped, so a failing test leaves nothing behind.
 #[cfg(test)]
-pub(crate) struct RemoveOnDrop<'a>(pub(crate) Key, pub(crate) &'a SemaphoreState);
+pub(crate) struct RemoveOnDrop<'a>(pub(crate) i32, pub(crate) &'a SysvState);
 
 #[cfg(test)]
 impl Drop for RemoveOnDrop<'_> {
@@ -253,11 +272,11 @@ impl Drop for RemoveOnDrop<'_> {
 }
 
 /// `EIDRM`/`EINVAL` mean the set is gone (removed while waiting, or before the call).
-fn lock_error(op: &'static str, key: Key, e: SysError) -> CortexError {
+fn lock_error(op: &'static str, key: i32, e: SysError) -> CortexError {
     if e.errno == Errno::EIDRM || e.errno == Errno::EINVAL {
-        CortexError::LockRemoved { key, source: e }
+        CortexError::lock_removed(key, Some(os(e)))
     } else {
-        CortexError::clean(op, key, e)
+        CortexError::clean(op, key, os(e))
     }
 }
 
@@ -281,8 +300,8 @@ mod tests {
 
     #[test]
     fn create_records_the_id_sets_values_and_destroy_removes() {
-        let key = Key(0x5359_0001);
-        let state = SemaphoreState::zeroed();
+        let key = 0x5359_0001;
+        let state = SysvState::zeroed();
         assert_eq!(state.stored_id(), None);
         let id = create(key, &state, Permission::OwnerOnly, &[3, 0, 7]).expect("create");
         let _cleanup = RemoveOnDrop(key, &state);
@@ -306,8 +325,8 @@ mod tests {
 
     #[test]
     fn nothing_recorded_means_nothing_to_attach_or_destroy() {
-        let key = Key(0x5359_0002);
-        let state = SemaphoreState::zeroed();
+        let key = 0x5359_0002;
+        let state = SysvState::zeroed();
         let e = attach(key, &state, 1).expect_err("no id");
         assert_eq!(e.kind(), ErrorKind::LayoutMismatch, "{e}");
         destroy(key, &state).expect("nothing to destroy");
@@ -315,8 +334,8 @@ mod tests {
 
     #[test]
     fn acquire_waits_times_out_and_reports_removal() {
-        let key = Key(0x5359_0003);
-        let state = SemaphoreState::zeroed();
+        let key = 0x5359_0003;
+        let state = SysvState::zeroed();
         let id = create(key, &state, Permission::OwnerOnly, &[1]).expect("create");
         let _cleanup = RemoveOnDrop(key, &state);
         acquire(key, id, [Op::add(0, -1)], Wait::Never).expect("free");

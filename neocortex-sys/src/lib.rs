@@ -2,8 +2,9 @@
 //!
 //! This crate is the only place in neocortex that talks to the kernel. Every function wraps one
 //! system call, reads `errno` immediately after a failure and returns it as a [`SysError`]
-//! naming the call. Functions that only take plain values are safe; functions that take or
-//! return raw pointers are `unsafe fn` with a `# Safety` section.
+//! naming the call. Functions that only look are safe; functions that map memory, remove an
+//! object or change a semaphore (and so could set a held lock free behind its holders'
+//! backs) are `unsafe fn` with a `# Safety` section.
 //!
 //! ```
 //! use neocortex_sys::{shm, IPC_PRIVATE};
@@ -11,7 +12,8 @@
 //! let id = shm::shmget(IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600)?;
 //! let stat = shm::stat(id)?;
 //! assert_eq!(stat.shm_segsz, 4096);
-//! shm::remove(id)?;
+//! // SAFETY: a private segment nobody else knows or uses.
+//! unsafe { shm::remove(id) }?;
 //! # Ok::<(), neocortex_sys::SysError>(())
 //! ```
 #![cfg(unix)]

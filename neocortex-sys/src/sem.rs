@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::errno::{check, SysResult};
+use crate::errno::{check, SysError, SysResult};
 use crate::types::semun;
 
 extern "C" {
@@ -34,7 +34,14 @@ pub fn semget(key: libc::key_t, nsems: libc::c_int, flags: libc::c_int) -> SysRe
 ///
 /// `EAGAIN` (`IPC_NOWAIT` and would block), `EINTR`, `EIDRM`/`EINVAL` (the set is gone),
 /// `EACCES`, `ERANGE`, `EFBIG`.
-pub fn semop(id: libc::c_int, ops: &mut [libc::sembuf]) -> SysResult<()> {
+///
+/// # Safety
+///
+/// Semaphores guard memory: an operation that releases or takes what the caller does not
+/// own can let two holders into the same critical section. The caller must own the set's
+/// protocol: apply only operations that the lock built on the set defines, with `SEM_UNDO`
+/// exactly where that protocol uses it.
+pub unsafe fn semop(id: libc::c_int, ops: &mut [libc::sembuf]) -> SysResult<()> {
     // SAFETY: the pointer and length describe the caller's slice, which outlives the call.
     check(
         unsafe { libc::semop(id, ops.as_mut_ptr(), ops.len()) },
@@ -50,7 +57,11 @@ pub fn semop(id: libc::c_int, ops: &mut [libc::sembuf]) -> SysResult<()> {
 /// # Errors
 ///
 /// As [`semop`], with `EAGAIN` also on timeout.
-pub fn semtimedop(
+///
+/// # Safety
+///
+/// As [`semop`].
+pub unsafe fn semtimedop(
     id: libc::c_int,
     ops: &mut [libc::sembuf],
     timeout: Option<Duration>,
@@ -63,6 +74,57 @@ pub fn semtimedop(
     // lives until the call returns.
     let ret = unsafe { sys_semtimedop(id, ops.as_mut_ptr(), ops.len(), ts_ptr) };
     check(ret, "semtimedop").map(drop)
+}
+
+/// [`semop`] that gives up with `EAGAIN` after `timeout` (`None`: never), on every
+/// platform: `semtimedop` on Linux; elsewhere, where it is missing, `IPC_NOWAIT` attempts
+/// polled with a growing sleep (50 µs up to 2 ms) until the deadline.
+///
+/// # Errors
+///
+/// As [`semtimedop`].
+///
+/// # Safety
+///
+/// As [`semop`].
+pub unsafe fn semop_timed(
+    id: libc::c_int,
+    ops: &mut [libc::sembuf],
+    timeout: Option<Duration>,
+) -> SysResult<()> {
+    #[cfg(target_os = "linux")]
+    // SAFETY: forwarded; the caller upholds `semop`'s contract.
+    return unsafe { semtimedop(id, ops, timeout) };
+    #[cfg(not(target_os = "linux"))]
+    {
+        let Some(timeout) = timeout else {
+            // SAFETY: forwarded.
+            return unsafe { semop(id, ops) };
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        let mut nap = Duration::from_micros(50);
+        let mut nowait: Vec<libc::sembuf> = ops.to_vec();
+        for op in &mut nowait {
+            op.sem_flg |= libc::IPC_NOWAIT as libc::c_short;
+        }
+        loop {
+            // SAFETY: forwarded, the same operations without waiting.
+            match unsafe { semop(id, &mut nowait) } {
+                Err(e) if e.errno == crate::Errno::EAGAIN => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(SysError {
+                            call: "semop",
+                            errno: crate::Errno::EAGAIN,
+                        });
+                    }
+                    std::thread::sleep(nap.min(left));
+                    nap = (nap * 2).min(Duration::from_millis(2));
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 /// A `timespec` for `d`, or `None` when it does not fit (treated as "forever").
@@ -99,7 +161,12 @@ pub fn get_value(id: libc::c_int, num: u16) -> SysResult<libc::c_int> {
 /// # Errors
 ///
 /// `EINVAL`/`EIDRM` (no such set), `EACCES`, `ERANGE`.
-pub fn set_value(id: libc::c_int, num: u16, value: libc::c_int) -> SysResult<()> {
+///
+/// # Safety
+///
+/// The set must not be in use by anyone yet: `SETVAL` on a live semaphore frees or takes a
+/// lock behind its holders' backs and wipes every process's undo record.
+pub unsafe fn set_value(id: libc::c_int, num: u16, value: libc::c_int) -> SysResult<()> {
     check(
         ctl(id, num.into(), libc::SETVAL, semun { val: value }),
         "semctl(SETVAL)",
@@ -146,10 +213,38 @@ pub fn stat(id: libc::c_int) -> SysResult<libc::semid_ds> {
 
 /// `semctl(id, 0, IPC_RMID)`: removes the set at once; blocked waiters get `EIDRM`.
 ///
+/// `semctl(id, 0, GETALL)`: every semaphore's value, into `values` (as many as the set has;
+/// `values` must be at least that long).
+///
+/// # Errors
+///
+/// `EINVAL`/`EIDRM` (no such set), `EACCES`; `ERANGE` when `values` is shorter than the set
+/// (checked here with `IPC_STAT` first).
+pub fn get_all(id: libc::c_int, values: &mut [u16]) -> SysResult<()> {
+    let nsems = usize::try_from(stat(id)?.sem_nsems).unwrap_or(usize::MAX);
+    if values.len() < nsems {
+        return Err(SysError {
+            call: "semctl(GETALL)",
+            errno: crate::Errno::ERANGE,
+        });
+    }
+    let arg = semun {
+        array: values.as_mut_ptr(),
+    };
+    // The kernel writes `nsems` values, checked above to fit in `values`. (A set cannot
+    // change its size, so the count read by IPC_STAT stays right.)
+    check(ctl(id, 0, libc::GETALL, arg), "semctl(GETALL)").map(drop)
+}
+
 /// # Errors
 ///
 /// `EPERM` (not the owner or creator), `EINVAL` (no such set).
-pub fn remove(id: libc::c_int) -> SysResult<()> {
+///
+/// # Safety
+///
+/// Removing a set wakes every waiter with `EIDRM` and frees the lock it implements: the
+/// caller must be the lock's owner tearing it down, so that no holder relies on it.
+pub unsafe fn remove(id: libc::c_int) -> SysResult<()> {
     check(
         ctl(id, 0, libc::IPC_RMID, semun { val: 0 }),
         "semctl(IPC_RMID)",
@@ -172,19 +267,32 @@ mod tests {
 
     #[test]
     fn set_lock_and_timeout() {
-        let id = semget(IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600).unwrap();
-        set_value(id, 0, 1).unwrap();
-        semop(id, &mut [op(0, -1, libc::SEM_UNDO)]).unwrap();
+        let id = semget(IPC_PRIVATE, 2, libc::IPC_CREAT | 0o600).unwrap();
+        // SAFETY: a private set this test alone uses.
+        unsafe { set_value(id, 0, 1) }.unwrap();
+        // SAFETY: a private set this test alone uses.
+        unsafe { semop(id, &mut [op(0, -1, libc::SEM_UNDO)]) }.unwrap();
         assert_eq!(get_value(id, 0).unwrap(), 0);
-        let busy = semop(id, &mut [op(0, -1, libc::IPC_NOWAIT)]).unwrap_err();
+        // SAFETY: a private set this test alone uses.
+        let busy = unsafe { semop(id, &mut [op(0, -1, libc::IPC_NOWAIT)]) }.unwrap_err();
         assert_eq!(busy.errno, Errno::EAGAIN);
-        let timed = semtimedop(id, &mut [op(0, -1, 0)], Some(Duration::from_millis(20)));
+        // SAFETY: a private set this test alone uses.
+        let timed = unsafe { semtimedop(id, &mut [op(0, -1, 0)], Some(Duration::from_millis(20))) };
         assert_eq!(timed.unwrap_err().errno, Errno::EAGAIN);
-        semop(id, &mut [op(0, 1, libc::SEM_UNDO)]).unwrap();
+        // SAFETY: a private set this test alone uses.
+        unsafe { semop(id, &mut [op(0, 1, libc::SEM_UNDO), op(1, 7, 0)]) }.unwrap();
+        let mut all = [9u16; 2];
+        get_all(id, &mut all).unwrap();
+        assert_eq!(all, [1, 7]);
+        assert_eq!(
+            get_all(id, &mut [0u16; 1]).unwrap_err().errno,
+            Errno::ERANGE
+        );
         assert_eq!(last_pid(id, 0).unwrap(), std::process::id() as i32);
         assert_eq!(waiting_count(id, 0).unwrap(), 0);
-        assert_eq!(stat(id).unwrap().sem_nsems, 1);
-        remove(id).unwrap();
+        assert_eq!(stat(id).unwrap().sem_nsems, 2);
+        // SAFETY: as above.
+        unsafe { remove(id) }.unwrap();
         assert_eq!(get_value(id, 0).unwrap_err().errno, Errno::EINVAL);
     }
 

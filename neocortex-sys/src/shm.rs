@@ -25,7 +25,13 @@ pub fn shmget(key: libc::key_t, size: usize, flags: libc::c_int) -> SysResult<li
 /// # Errors
 ///
 /// The `errno` of `shmat`: `EACCES`, `EINVAL` (no such id), `EIDRM`, `ENOMEM`.
-pub fn attach(id: libc::c_int, flags: libc::c_int) -> SysResult<NonNull<libc::c_void>> {
+///
+/// # Safety
+///
+/// Other processes may write the memory at any time: the caller must touch it only through
+/// atomics or under a lock every user of the segment honours, must write through it only
+/// when `flags` lacks `SHM_RDONLY`, and must detach it with [`detach`] at most once.
+pub unsafe fn attach(id: libc::c_int, flags: libc::c_int) -> SysResult<NonNull<libc::c_void>> {
     // SAFETY: with a null address the kernel picks an unused range, so no existing mapping
     // of this process is replaced.
     let ptr = unsafe { libc::shmat(id, std::ptr::null(), flags) };
@@ -85,7 +91,13 @@ pub fn set(id: libc::c_int, ds: &libc::shmid_ds) -> SysResult<()> {
 /// # Errors
 ///
 /// `EPERM` (not the owner or creator), `EINVAL` (no such id, or already removed).
-pub fn remove(id: libc::c_int) -> SysResult<()> {
+///
+/// # Safety
+///
+/// Processes that are still attached keep using the memory unaware of the removal: the
+/// caller must be the segment's owner tearing it down, having told its users (neocortex
+/// does this through the segment's header).
+pub unsafe fn remove(id: libc::c_int) -> SysResult<()> {
     // SAFETY: IPC_RMID ignores the buffer argument.
     let ret = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
     check(ret, "shmctl(IPC_RMID)").map(drop)
@@ -102,13 +114,17 @@ mod tests {
         let ds = stat(id).unwrap();
         assert_eq!(ds.shm_segsz, 100);
         assert_eq!(ds.shm_perm.mode & 0o777, 0o600);
-        let addr = attach(id, 0).unwrap();
+        // SAFETY: a private segment only this test knows; nothing is read or written through
+        // the mapping, which is detached once.
+        let addr = unsafe { attach(id, 0) }.unwrap();
         assert_eq!(stat(id).unwrap().shm_nattch, 1);
-        // SAFETY: `addr` was attached above and is not used after this.
+        // SAFETY: as above.
         unsafe { detach(addr) }.unwrap();
-        remove(id).unwrap();
+        // SAFETY: as above.
+        unsafe { remove(id) }.unwrap();
         assert_eq!(stat(id).unwrap_err().errno, Errno::EINVAL);
-        assert_eq!(remove(id).unwrap_err().call, "shmctl(IPC_RMID)");
+        // SAFETY: as above (already removed).
+        assert_eq!(unsafe { remove(id) }.unwrap_err().call, "shmctl(IPC_RMID)");
     }
 
     #[test]

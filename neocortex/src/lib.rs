@@ -82,17 +82,20 @@
 //! Without features, the crate still gives [`Cortex`] and the [`CortexSync`] trait, for a
 //! lock of your own.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub use neocortex_core::{
-    header, marker, shm_safe, Cortex, CortexBuilder, CortexError, CortexGuard, CortexReadGuard,
-    CortexResult, CortexSync, ErrorKind, Key, Leftover, Permission, Remaining, ShmSafe, Wait,
+    marker, random_key, shm_safe, Access, Acquired, Cortex, CortexBuilder, CortexError,
+    CortexGuard, CortexReadGuard, CortexResult, CortexSync, ErrorKind, InPlace, Leftover,
+    LockContext, Optimistic, OsError, Permission, Remaining, ShmSafe, Token, Value, Wait, Watcher,
     ATTACH_INIT_WAIT,
 };
-#[cfg(all(feature = "mutex", target_os = "linux"))]
-pub use neocortex_sync::{Mutex, MutexSettings, MutexState};
+#[cfg(all(feature = "semaphore", target_os = "linux"))]
+pub use neocortex_sync::SemaphoreState;
 #[cfg(feature = "semaphore")]
 pub use neocortex_sync::{
-    RwSemaphore, Semaphore, SemaphorePermission, SemaphoreSettings, SemaphoreState,
+    Mutex, MutexSettings, RwSemaphore, Semaphore, SemaphorePermission, SemaphoreSettings, SeqLock,
+    SysvSemaphore, SysvState,
 };
 
 /// The names most programs need.
@@ -100,10 +103,11 @@ pub mod prelude {
     pub use neocortex_core::{
         Cortex, CortexBuilder, CortexError, CortexResult, ErrorKind, ShmSafe,
     };
-    #[cfg(all(feature = "mutex", target_os = "linux"))]
-    pub use neocortex_sync::{Mutex, MutexSettings};
     #[cfg(feature = "semaphore")]
-    pub use neocortex_sync::{RwSemaphore, Semaphore, SemaphorePermission, SemaphoreSettings};
+    pub use neocortex_sync::{
+        Mutex, RwSemaphore, Semaphore, SemaphorePermission, SemaphoreSettings, SeqLock,
+        SysvSemaphore,
+    };
 }
 
 /// The README's examples, compiled and run as doctests.

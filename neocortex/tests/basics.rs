@@ -10,16 +10,16 @@ use neocortex::{
 };
 
 fn ids(c: &Cortex<impl neocortex::ShmSafe, Semaphore>) -> (Vec<i32>, Vec<i32>) {
-    (vec![c.segment_id()], vec![c.raw_lock().id()])
+    (vec![c.segment_id()], c.semaphore_sets())
 }
 
-/// The permission bits of the segment and of its semaphore set.
+/// The permission bits of the segment and of its members set.
 fn modes(c: &Cortex<impl neocortex::ShmSafe, Semaphore>) -> (u16, u16) {
     let shm = neocortex_sys::shm::stat(c.segment_id())
         .expect("stat the segment")
         .shm_perm
         .mode;
-    let sem = neocortex_sys::sem::stat(c.raw_lock().id())
+    let sem = neocortex_sys::sem::stat(c.members_set_id())
         .expect("stat the set")
         .sem_perm
         .mode;
@@ -104,8 +104,16 @@ fn attach_after_owner_dropped_is_not_found() {
     assert!(!err.is_dirty());
     let text = err.to_string();
     assert!(
-        text.contains(&format!("key {key}")) && text.contains("shmget"),
+        text.contains(&format!("key {key}")) && text.contains("create it first"),
         "{text}"
+    );
+    // The failed call is the source, not repeated in the message.
+    let source = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        source
+            .as_deref()
+            .is_some_and(|s| s.starts_with("shmget failed")),
+        "{source:?}"
     );
     assert_gone(key, &shm, &sem);
 }
@@ -233,7 +241,7 @@ fn builder_with_key_random_key_and_settings() {
     let (k2, shm, sem) = (
         b.key(),
         [a.segment_id(), b.segment_id()],
-        [a.raw_lock().id(), b.raw_lock().id()],
+        [a.semaphore_sets(), b.semaphore_sets()].concat(),
     );
     drop((a, b));
     assert_gone(key, &shm, &sem);

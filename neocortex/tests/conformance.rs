@@ -14,19 +14,19 @@ mod spinlock;
 use std::time::{Duration, Instant};
 
 use common::{assert_gone, fork, park, unique_key, Exit, Pipe};
-use neocortex::{Cortex, CortexSync, ErrorKind, ShmSafe};
+use neocortex::{Cortex, CortexSync, ErrorKind, InPlace, ShmSafe};
 
 type Counter<L> = Cortex<u64, L>;
 
 fn finish<T: ShmSafe, L: CortexSync>(key: i32, cortex: Cortex<T, L>) {
-    let id = cortex.segment_id();
+    let (id, sets) = (cortex.segment_id(), cortex.semaphore_sets());
     drop(cortex);
-    assert_gone(key, &[id], &[]);
+    assert_gone(key, &[id], &sets);
 }
 
 /// Four processes each add 20 000 under the lock with a read-modify-write that would lose
 /// updates without exclusion.
-pub fn four_processes_lose_no_update<L: CortexSync>(name: &str) {
+pub fn four_processes_lose_no_update<L: CortexSync<Access = InPlace>>(name: &str) {
     const PER_CHILD: u64 = 20_000;
     let key = unique_key(name);
     let cortex: Counter<L> = Cortex::new(key, 0, None).unwrap();
@@ -60,7 +60,7 @@ pub fn four_processes_lose_no_update<L: CortexSync>(name: &str) {
 
 /// Dropping a guard releases the lock; so does unwinding out of a panic, which also marks
 /// the value as possibly half-written until it is repaired.
-pub fn release_on_drop_and_on_panic<L: CortexSync>(name: &str) {
+pub fn release_on_drop_and_on_panic<L: CortexSync<Access = InPlace>>(name: &str) {
     let key = unique_key(name);
     let cortex: Counter<L> = Cortex::new(key, 0, None).unwrap();
     drop(cortex.lock().unwrap());
@@ -95,7 +95,7 @@ pub fn release_on_drop_and_on_panic<L: CortexSync>(name: &str) {
 
 /// A holder SIGKILLed mid-update: the next acquire succeeds and reports it; until the value
 /// is marked consistent every guard reports it and by-value reads refuse it.
-pub fn holder_killed_mid_update<L: CortexSync>(name: &str) {
+pub fn holder_killed_mid_update<L: CortexSync<Access = InPlace>>(name: &str) {
     let key = unique_key(name);
     let cortex: Counter<L> = Cortex::new(key, 100, None).unwrap();
     let holding = Pipe::new();
@@ -137,7 +137,7 @@ pub fn holder_killed_mid_update<L: CortexSync>(name: &str) {
 }
 
 /// `write()` replaces the whole value, so it repairs a value a dead holder left.
-pub fn write_repairs_after_owner_death<L: CortexSync>(name: &str) {
+pub fn write_repairs_after_owner_death<L: CortexSync<Access = InPlace>>(name: &str) {
     let key = unique_key(name);
     let cortex: Counter<L> = Cortex::new(key, 1, None).unwrap();
     let child = fork(move || {
@@ -157,7 +157,7 @@ pub fn write_repairs_after_owner_death<L: CortexSync>(name: &str) {
 
 /// While another process holds the lock: `try_lock` is `None` at once, and `lock_timeout`
 /// gives up with `Timeout`, never before the timeout.
-pub fn try_and_timeout_while_held<L: CortexSync>(name: &str) {
+pub fn try_and_timeout_while_held<L: CortexSync<Access = InPlace>>(name: &str) {
     let key = unique_key(name);
     let cortex: Counter<L> = Cortex::new(key, 0, None).unwrap();
     let holding = Pipe::new();
@@ -196,7 +196,7 @@ pub fn try_and_timeout_while_held<L: CortexSync>(name: &str) {
 }
 
 /// A waiter that is stopped and continued (which interrupts its wait) still gets the lock.
-pub fn stopped_and_continued_waiter_gets_the_lock<L: CortexSync>(name: &str) {
+pub fn stopped_and_continued_waiter_gets_the_lock<L: CortexSync<Access = InPlace>>(name: &str) {
     let key = unique_key(name);
     let cortex: Counter<L> = Cortex::new(key, 0, None).unwrap();
     let guard = cortex.lock().unwrap();
@@ -230,7 +230,7 @@ pub fn stopped_and_continued_waiter_gets_the_lock<L: CortexSync>(name: &str) {
 }
 
 /// A waiter killed while waiting leaves the lock as it was.
-pub fn waiter_killed_while_waiting<L: CortexSync>(name: &str) {
+pub fn waiter_killed_while_waiting<L: CortexSync<Access = InPlace>>(name: &str) {
     let key = unique_key(name);
     let cortex: Counter<L> = Cortex::new(key, 0, None).unwrap();
     let guard = cortex.lock().unwrap();
@@ -279,7 +279,7 @@ pub fn waiter_killed_while_waiting<L: CortexSync>(name: &str) {
 
 /// For locks with shared access: two processes hold shared guards at once, and a writer
 /// waits until both are gone.
-pub fn shared_holders_coexist_and_a_writer_waits<L: CortexSync>(name: &str) {
+pub fn shared_holders_coexist_and_a_writer_waits<L: CortexSync<Access = InPlace>>(name: &str) {
     assert!(L::SHARED, "only for locks with shared access");
     let key = unique_key(name);
     let cortex: Counter<L> = Cortex::new(key, 5, None).unwrap();
@@ -385,8 +385,8 @@ macro_rules! conformance {
 }
 
 conformance!(semaphore, neocortex::Semaphore);
+conformance!(sysv_semaphore, neocortex::SysvSemaphore);
 conformance!(rw_semaphore, neocortex::RwSemaphore);
-conformance!(mutex, neocortex::Mutex);
 
 #[test]
 fn rw_semaphore_shared_holders_coexist_and_a_writer_waits() {

@@ -67,7 +67,7 @@ fn a_dirty_drop_is_logged_once_naming_what_is_left() {
         let Ok(cortex) = Cortex::<u64, Semaphore>::new(key, 1, None) else {
             return 2;
         };
-        ids.send_i32(cortex.raw_lock().id());
+        ids.send_i32(cortex.members_set_id());
         // Lose the right to remove what this process created.
         if !common::become_nobody() {
             return 3;
@@ -89,7 +89,9 @@ fn a_dirty_drop_is_logged_once_naming_what_is_left() {
     child.expect_success("drop a Cortex it may no longer remove");
     // Clean up what the child could not, as root, and check it is all gone.
     let shmid = shm::shmget(key, 0, 0).expect("the segment is left, as the log said");
-    shm::remove(shmid).unwrap();
-    sem::remove(semid).expect("the semaphore set is left, as the log said");
+    // SAFETY: the segment and the set are this test's own, and nobody is attached any more.
+    unsafe { shm::remove(shmid) }.unwrap();
+    // SAFETY: as above.
+    unsafe { sem::remove(semid) }.expect("the semaphore set is left, as the log said");
     assert_gone(key, &[shmid], &[semid]);
 }

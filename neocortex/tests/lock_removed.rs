@@ -1,21 +1,26 @@
 //! A lock removed from outside (`ipcrm`, systemd `RemoveIPC=yes`) is a clean `LockRemoved`,
 //! never a panic or a hang.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: an unexpected error fails the test with its message"
+)]
 
 mod common;
 
 use std::time::Duration;
 
 use common::{assert_gone, fork, unique_key, Pipe};
-use neocortex::{Cortex, ErrorKind, Semaphore};
+use neocortex::{Cortex, ErrorKind, Semaphore, SysvSemaphore};
 use neocortex_sys::sem;
 
 #[test]
 fn every_access_after_ipcrm_is_lock_removed_and_drops_do_not_panic() {
     let key = unique_key("every_access_after_ipcrm");
-    let owner: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
-    let other: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
-    let (shm_id, sem_id) = (owner.segment_id(), owner.raw_lock().id());
-    sem::remove(sem_id).unwrap(); // what `ipcrm -s` does
+    let owner: Cortex<u64, SysvSemaphore> = Cortex::new(key, 1, None).unwrap();
+    let other: Cortex<u64, SysvSemaphore> = Cortex::attach(key).unwrap();
+    let (shm_id, sem_id) = (owner.segment_id(), owner.semaphore_sets());
+    // SAFETY: what `ipcrm -s` does, to the lock's own set; the test checks the aftermath.
+    unsafe { sem::remove(owner.raw_lock().set_id()) }.unwrap();
     for err in [
         owner.read().unwrap_err(),
         owner.write(2).unwrap_err(),
@@ -33,23 +38,32 @@ fn every_access_after_ipcrm_is_lock_removed_and_drops_do_not_panic() {
     }
     // A new attacher cannot use it either.
     assert_eq!(
-        Cortex::<u64, Semaphore>::attach(key).unwrap_err().kind(),
+        Cortex::<u64, SysvSemaphore>::attach(key)
+            .unwrap_err()
+            .kind(),
         ErrorKind::LockRemoved
     );
     drop(other);
     drop(owner); // removes the segment; the missing semaphore is only a warning
-    assert_gone(key, &[shm_id], &[sem_id]);
+    assert_gone(key, &[shm_id], &sem_id);
 }
 
-#[test]
-fn a_blocked_waiter_is_woken_with_lock_removed() {
-    let key = unique_key("a_blocked_waiter_is_woken");
-    let owner: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
-    let (shm_id, sem_id) = (owner.segment_id(), owner.raw_lock().id());
+/// A waiter blocked on a lock whose semaphore set is removed from outside (`ipcrm -s`):
+/// the lock's own set for `SysvSemaphore`, the members set (through which a futex lock's
+/// waiters ask about the holder) for `Semaphore`.
+fn a_blocked_waiter_is_woken_with_lock_removed<
+    L: neocortex::CortexSync<Access = neocortex::InPlace>,
+>(
+    name: &str,
+    set_of: impl Fn(&Cortex<u64, L>) -> i32,
+) {
+    let key = unique_key(name);
+    let owner: Cortex<u64, L> = Cortex::new(key, 1, None).unwrap();
+    let (shm_id, sem_id) = (owner.segment_id(), owner.semaphore_sets());
     let guard = owner.lock().unwrap();
     let waiting = Pipe::new();
     let child = fork(|| {
-        let Ok(c) = Cortex::<u64, Semaphore>::attach(key) else {
+        let Ok(c) = Cortex::<u64, L>::attach(key) else {
             return 2;
         };
         waiting.send(1);
@@ -62,9 +76,24 @@ fn a_blocked_waiter_is_woken_with_lock_removed() {
     });
     waiting.recv();
     std::thread::sleep(Duration::from_millis(50));
-    sem::remove(sem_id).unwrap();
+    // SAFETY: what `ipcrm -s` does; the test checks the aftermath.
+    unsafe { sem::remove(set_of(&owner)) }.unwrap();
     child.expect_success("woken by the removal");
     drop(guard); // releasing a removed lock logs a warning, no panic
     drop(owner);
-    assert_gone(key, &[shm_id], &[sem_id]);
+    assert_gone(key, &[shm_id], &sem_id);
+}
+
+#[test]
+fn a_blocked_sysv_waiter_is_woken_with_lock_removed() {
+    a_blocked_waiter_is_woken_with_lock_removed::<SysvSemaphore>("blocked_sysv_waiter", |c| {
+        c.raw_lock().set_id()
+    });
+}
+
+#[test]
+fn a_blocked_futex_waiter_is_woken_with_lock_removed() {
+    a_blocked_waiter_is_woken_with_lock_removed::<Semaphore>("blocked_futex_waiter", |c| {
+        c.members_set_id()
+    });
 }

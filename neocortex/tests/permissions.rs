@@ -16,9 +16,22 @@ fn attach_as_nobody(key: i32) -> common::Exit {
         if !become_nobody() {
             return 2;
         }
-        match Cortex::<u64, Semaphore>::attach(key) {
+        let refused_as_world_writable = match Cortex::<u64, Semaphore>::attach(key) {
+            Err(e)
+                if e.kind() == ErrorKind::LayoutMismatch
+                    && e.to_string().contains("attach_world_writable") =>
+            {
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::PermissionDenied && !e.is_dirty() => return 10,
+            Err(_) => return 11,
+            Ok(_) => false,
+        };
+        // Plain attach refuses what everyone may write; the opt-in gets in.
+        match Cortex::<u64, Semaphore>::attach_world_writable(key) {
             Ok(c) => match c.write(5) {
-                Ok(()) => 0,
+                Ok(()) if refused_as_world_writable => 0,
+                Ok(()) => 12,
                 Err(_) => 3,
             },
             Err(e) if e.kind() == ErrorKind::PermissionDenied && !e.is_dirty() => 10,
@@ -45,9 +58,9 @@ fn other_user_against(
         value,
         "{mode:?}: the value after the other user"
     );
-    let ids = (cortex.segment_id(), cortex.raw_lock().id());
+    let ids = (cortex.segment_id(), cortex.semaphore_sets());
     drop(cortex);
-    assert_gone(key, &[ids.0], &[ids.1]);
+    assert_gone(key, &[ids.0], &ids.1);
 }
 
 #[test]
@@ -90,7 +103,8 @@ fn a_squatter_with_a_forged_header_is_refused_and_left_alone() {
     let model_key = unique_key("a_squatter_model");
     let model: Cortex<u64, Semaphore> = Cortex::new(model_key, 1, None).unwrap();
     let size = shm::stat(model.segment_id()).unwrap().shm_segsz;
-    let addr = shm::attach(model.segment_id(), libc::SHM_RDONLY).unwrap();
+    // SAFETY: an object this test made (or forged) itself, used by nobody else.
+    let addr = unsafe { shm::attach(model.segment_id(), libc::SHM_RDONLY) }.unwrap();
     // SAFETY: a read-only mapping of `size` bytes of our own segment, copied out at once.
     let forged = unsafe { std::slice::from_raw_parts(addr.as_ptr().cast::<u8>(), size) }.to_vec();
     // SAFETY: the slice above is not used any more.
@@ -106,7 +120,8 @@ fn a_squatter_with_a_forged_header_is_refused_and_left_alone() {
         else {
             return 3;
         };
-        let Ok(addr) = shm::attach(id, 0) else {
+        // SAFETY: an object this test made (or forged) itself, used by nobody else.
+        let Ok(addr) = (unsafe { shm::attach(id, 0) }) else {
             return 4;
         };
         // SAFETY: our fresh segment of exactly `forged.len()` bytes.
@@ -124,15 +139,19 @@ fn a_squatter_with_a_forged_header_is_refused_and_left_alone() {
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     assert_eq!(shm::shmget(key, 0, 0).unwrap(), squat_id, "left in place");
     // Trusting that user on purpose gets past the check to the header and the lock.
-    let model_ids = (model.segment_id(), model.raw_lock().id());
+    let model_ids = (model.segment_id(), model.semaphore_sets());
     drop(model);
+    // The squatter's segment is writable by everyone: trusting its user is not enough.
     let err = Cortex::<u64, Semaphore>::attach_from_user(key, NOBODY).unwrap_err();
+    assert!(err.to_string().contains("attach_world_writable"), "{err}");
+    let err = Cortex::<u64, Semaphore>::attach_world_writable(key).unwrap_err();
     assert_eq!(
         err.kind(),
         ErrorKind::LockRemoved,
-        "the forged lock id points to a removed set: {err}"
+        "the forged members id points to a removed set: {err}"
     );
-    shm::remove(squat_id).unwrap();
+    // SAFETY: an object this test made (or forged) itself, used by nobody else.
+    unsafe { shm::remove(squat_id) }.unwrap();
     assert_gone(key, &[squat_id], &[]);
-    assert_gone(model_key, &[model_ids.0], &[model_ids.1]);
+    assert_gone(model_key, &[model_ids.0], &model_ids.1);
 }

@@ -10,7 +10,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{assert_gone, fork, unique_key, Exit, Pipe};
-use neocortex::{Cortex, CortexResult, CortexSync, ErrorKind, Key, Permission, Semaphore, Wait};
+use neocortex::{
+    Acquired, Cortex, CortexResult, CortexSync, ErrorKind, InPlace, LockContext, Permission,
+    Semaphore, Wait,
+};
 
 #[test]
 fn eight_racing_creators_one_winner_per_round() {
@@ -52,9 +55,9 @@ fn eight_racing_creators_one_winner_per_round() {
             pids.contains(&(winner.read().unwrap() as i32)),
             "round {round}: the winner's value"
         );
-        let ids = (winner.segment_id(), winner.raw_lock().id());
+        let ids = (winner.segment_id(), winner.semaphore_sets());
         winner.remove().unwrap();
-        assert_gone(key, &[ids.0], &[ids.1]);
+        assert_gone(key, &[ids.0], &ids.1);
     }
 }
 
@@ -82,30 +85,31 @@ neocortex::shm_safe! {
 unsafe impl CortexSync for NoLock {
     type Settings = ();
     type State = NoState;
+    type Access = InPlace;
     const KIND: &'static str = "test-no-lock";
     fn permission(_: &()) -> Permission {
         Permission::OwnerOnly
     }
-    fn create(_: Key, _: &NoState, _: &()) -> CortexResult<Self> {
+    fn create(_: &LockContext<'_>, _: &NoState, _: &()) -> CortexResult<Self> {
         Ok(NoLock)
     }
-    fn attach(_: Key, _: &NoState) -> CortexResult<Self> {
+    fn attach(_: &LockContext<'_>, _: &NoState) -> CortexResult<Self> {
         Ok(NoLock)
     }
-    fn lock(&self, _: Key, _: &NoState, _: Wait) -> CortexResult<()> {
+    fn lock(&self, _: &LockContext<'_>, _: &NoState, _: Wait) -> CortexResult<Acquired> {
+        Ok(Acquired::Released)
+    }
+    unsafe fn unlock(&self, _: &LockContext<'_>, _: &NoState) -> CortexResult<()> {
         Ok(())
     }
-    unsafe fn unlock(&self, _: Key, _: &NoState) -> CortexResult<()> {
-        Ok(())
-    }
-    fn destroy(_: Key, _: &NoState) -> CortexResult<()> {
+    fn destroy(_: &LockContext<'_>, _: &NoState) -> CortexResult<()> {
         Ok(())
     }
 }
 
 /// Two writers and four readers on a page for `duration`; returns (torn reads seen, final
 /// value, writes done).
-fn page_torture<L: CortexSync>(
+fn page_torture<L: CortexSync<Access = InPlace>>(
     key: i32,
     duration: Duration,
     writes_per_writer: u64,
@@ -167,7 +171,7 @@ fn page_torture<L: CortexSync>(
     (torn_count, value, 2 * writes_per_writer)
 }
 
-fn never_torn<L: CortexSync>(name: &str) {
+fn never_torn<L: CortexSync<Access = InPlace>>(name: &str) {
     let key = unique_key(name);
     let (torn, value, writes) = page_torture::<L>(key, Duration::from_millis(300), 2_000);
     assert_eq!(torn, 0, "no reader saw a half-written page");
@@ -201,11 +205,16 @@ fn without_a_lock_the_same_check_catches_violations() {
     assert_gone(key, &[], &[]);
 }
 
-#[test]
-fn holders_that_exit_or_die_at_random_points_always_leave_the_lock_free() {
-    let key = unique_key("holders_that_exit_or_die");
-    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 0, None).unwrap();
-    let sem_id = cortex.raw_lock().id();
+/// Holders that exit or are killed at random points, 40 times: each time the next
+/// `lock_timeout` gets the lock (released by the kernel, or taken over), and `free` says
+/// whether the lock itself shows it free right after the death.
+fn holders_exit_or_die_at_random_points<L: CortexSync<Access = InPlace>>(
+    name: &str,
+    free: impl Fn(&Cortex<u64, L>) -> bool,
+) {
+    let key = unique_key(name);
+    let cortex: Cortex<u64, L> = Cortex::new(key, 0, None).unwrap();
+    let sem_ids = cortex.semaphore_sets();
     let mut seed = u64::from(std::process::id()) | 1;
     let mut random = move |n: u64| {
         seed ^= seed << 13;
@@ -217,7 +226,7 @@ fn holders_that_exit_or_die_at_random_points_always_leave_the_lock_free() {
         let exit_after = random(500);
         let by_exit = round % 2 == 0;
         let child = fork(move || {
-            let Ok(c) = Cortex::<u64, Semaphore>::attach(key) else {
+            let Ok(c) = Cortex::<u64, L>::attach(key) else {
                 return 2;
             };
             for i in 0.. {
@@ -238,14 +247,24 @@ fn holders_that_exit_or_die_at_random_points_always_leave_the_lock_free() {
             child.signal(libc::SIGKILL);
             assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
         }
-        assert_eq!(
-            neocortex_sys::sem::get_value(sem_id, 0).unwrap(),
-            1,
-            "round {round}: free again"
-        );
+        assert!(free(&cortex), "round {round}: free again");
         let mut g = cortex.lock_timeout(Duration::from_secs(2)).unwrap();
         g.mark_consistent();
     }
     drop(cortex);
-    assert_gone(key, &[], &[sem_id]);
+    assert_gone(key, &[], &sem_ids);
+}
+
+#[test]
+fn sysv_holders_that_exit_or_die_at_random_points_leave_the_lock_free() {
+    holders_exit_or_die_at_random_points::<neocortex::SysvSemaphore>(
+        "sysv_holders_exit_or_die",
+        |c| neocortex_sys::sem::get_value(c.raw_lock().set_id(), 0).unwrap() == 1,
+    );
+}
+
+#[test]
+fn semaphore_holders_that_exit_or_die_at_random_points_are_taken_over() {
+    // The futex word still names the dead holder until a waiter takes over.
+    holders_exit_or_die_at_random_points::<Semaphore>("semaphore_holders_exit_or_die", |_| true);
 }

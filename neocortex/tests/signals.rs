@@ -67,9 +67,9 @@ fn interrupted_wait_keeps_its_deadline(name: &str, restart: bool) {
     drop(guard);
     child.expect_success("waits through signals");
     assert_eq!(cortex.read().unwrap(), 7);
-    let ids = (cortex.segment_id(), cortex.raw_lock().id());
+    let ids = (cortex.segment_id(), cortex.semaphore_sets());
     drop(cortex);
-    assert_gone(key, &[ids.0], &[ids.1]);
+    assert_gone(key, &[ids.0], &ids.1);
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn zero_and_short_timeouts_on_a_free_lock_succeed() {
             guard.err()
         );
     }
-    let ids = (cortex.segment_id(), cortex.raw_lock().id());
+    let ids = (cortex.segment_id(), cortex.semaphore_sets());
     drop(cortex);
-    assert_gone(key, &[ids.0], &[ids.1]);
+    assert_gone(key, &[ids.0], &ids.1);
 }

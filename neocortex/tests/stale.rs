@@ -51,9 +51,9 @@ fn creator_killed_before_writing_the_header_is_reclaimed() {
         "a fresh segment replaced the debris"
     );
     assert!(shm::stat(stale_id).is_err(), "the debris is removed");
-    let ids = (cortex.segment_id(), cortex.raw_lock().id());
+    let ids = (cortex.segment_id(), cortex.semaphore_sets());
     drop(cortex);
-    assert_gone(key, &[ids.0, stale_id], &[ids.1]);
+    assert_gone(key, &[ids.0, stale_id], &ids.1);
 }
 
 #[test]
@@ -74,7 +74,8 @@ fn another_programs_zero_filled_segment_is_never_reclaimed() {
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     assert!(err.to_string().contains("left untouched"), "{err}");
     assert_eq!(shm::shmget(key, 0, 0).unwrap(), id, "still there");
-    shm::remove(id).unwrap();
+    // SAFETY: an object this test made (or forged) itself, used by nobody else.
+    unsafe { shm::remove(id) }.unwrap();
     assert_gone(key, &[id], &[]);
 }
 
@@ -117,9 +118,15 @@ fn creator_killed_while_initialising_is_not_initialized_then_reclaimed() {
     let stale_id = shm::shmget(key, 0, 0).unwrap();
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 4, None).unwrap();
     assert_eq!(cortex.read().unwrap(), 4);
-    let ids = (cortex.segment_id(), cortex.raw_lock().id());
+    let ids = (cortex.segment_id(), cortex.semaphore_sets());
     drop(cortex);
-    assert_gone(key, &[ids.0, stale_id], &[ids.1, orphan_sets[0]]);
+    let sets: Vec<i32> = ids
+        .1
+        .iter()
+        .copied()
+        .chain(orphan_sets.iter().copied())
+        .collect();
+    assert_gone(key, &[ids.0, stale_id], &sets);
     assert_eq!(
         semaphore_sets(),
         sets_before,
@@ -155,31 +162,34 @@ fn a_ready_segment_of_a_dead_creator_is_kept_until_removed_on_request() {
     let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
     assert!(err.to_string().contains("in use"), "{err}");
     let stale_id = reader.segment_id();
-    let stale_sem = reader.raw_lock().id();
+    let stale_sem = reader.semaphore_sets();
     drop(reader);
     Cortex::<u64, Semaphore>::remove_stale(key).unwrap();
-    assert_gone(key, &[stale_id], &[stale_sem]);
+    assert_gone(key, &[stale_id], &stale_sem);
     assert_eq!(semaphore_sets(), sets_before);
     let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
 #[test]
-fn a_live_owners_segment_is_never_touched() {
+fn a_segment_its_creator_detached_from_is_an_orphan_new_keeps() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let key = unique_key("a_live_owners_segment");
+    let key = unique_key("a_detached_segment_is_an_orphan");
     let owner: Cortex<u64, Semaphore> = Cortex::new(key, 8, None).unwrap();
-    let (id, sem) = (owner.segment_id(), owner.raw_lock().id());
-    // Detached (nobody attached) but the creator lives.
+    let (id, sets) = (owner.segment_id(), owner.semaphore_sets());
+    // While the creator's handle lives, it is in use.
+    let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+    // Detached: the creator (still running) let go of it; nobody is attached.
     owner.detach().unwrap();
     let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
-    assert!(err.to_string().contains("running process"), "{err}");
-    let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
-    assert_eq!(shm::shmget(key, 0, 0).unwrap(), id);
-    Cortex::<u64, Semaphore>::attach(key)
-        .unwrap()
-        .remove()
-        .unwrap();
-    assert_gone(key, &[id], &[sem]);
+    assert!(err.to_string().contains("nobody is attached"), "{err}");
+    assert_eq!(
+        shm::shmget(key, 0, 0).unwrap(),
+        id,
+        "new never removes a ready segment"
+    );
+    Cortex::<u64, Semaphore>::remove_stale(key).unwrap();
+    assert_gone(key, &[id], &sets);
 }

@@ -20,7 +20,8 @@ struct RawSegment {
 impl RawSegment {
     fn new(key: i32, size: usize, fill: impl FnOnce(&mut [u8])) -> Self {
         let id = shm::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
-        let addr = shm::attach(id, 0).unwrap();
+        // SAFETY: an object this test made (or forged) itself, used by nobody else.
+        let addr = unsafe { shm::attach(id, 0) }.unwrap();
         // SAFETY: the segment is `size` bytes, freshly made by this test and mapped here;
         // nobody else knows it yet.
         let bytes = unsafe { std::slice::from_raw_parts_mut(addr.as_ptr().cast::<u8>(), size) };
@@ -31,7 +32,8 @@ impl RawSegment {
     }
 
     fn bytes(&self, size: usize) -> Vec<u8> {
-        let addr = shm::attach(self.id, libc::SHM_RDONLY).unwrap();
+        // SAFETY: an object this test made (or forged) itself, used by nobody else.
+        let addr = unsafe { shm::attach(self.id, libc::SHM_RDONLY) }.unwrap();
         // SAFETY: read-only mapping of our own segment of at least `size` bytes.
         let v = unsafe { std::slice::from_raw_parts(addr.as_ptr().cast::<u8>(), size) }.to_vec();
         // SAFETY: the slice was copied out above.
@@ -42,7 +44,8 @@ impl RawSegment {
 
 impl Drop for RawSegment {
     fn drop(&mut self) {
-        let _ = shm::remove(self.id);
+        // SAFETY: an object this test made (or forged) itself, used by nobody else.
+        let _ = unsafe { shm::remove(self.id) };
     }
 }
 
@@ -83,9 +86,9 @@ fn wrong_type_is_a_layout_mismatch() {
     // The failed attaches left no mapping and did not disturb the owner.
     assert_eq!(shm::stat(owner.segment_id()).unwrap().shm_nattch, 1);
     assert_eq!(owner.read().unwrap(), 1);
-    let (shm_id, sem_id) = (owner.segment_id(), owner.raw_lock().id());
+    let (shm_id, sem_id) = (owner.segment_id(), owner.semaphore_sets());
     drop(owner);
-    assert_gone(key, &[shm_id], &[sem_id]);
+    assert_gone(key, &[shm_id], &sem_id);
 }
 
 #[test]
@@ -151,10 +154,10 @@ fn a_forged_header_that_claims_more_than_the_segment_is_refused() {
     let err = Cortex::<[u64; 512], Semaphore>::attach(key).unwrap_err();
     assert!(matches!(err, CortexError::ForeignSegment { .. }), "{err:?}");
     drop(forged);
-    let ids = (real.segment_id(), real.raw_lock().id());
+    let ids = (real.segment_id(), real.semaphore_sets());
     drop(real);
     assert_gone(key, &[], &[]);
-    assert_gone(real_key, &[ids.0], &[ids.1]);
+    assert_gone(real_key, &[ids.0], &ids.1);
 }
 
 #[test]
@@ -218,16 +221,16 @@ fn zero_sized_and_page_aligned_values_work() {
     let key = unique_key("zero_sized_and_page_aligned");
     let empty: Cortex<Empty, Semaphore> = Cortex::new(key, Empty {}, None).unwrap();
     empty.write(Empty {}).unwrap();
-    let ids = (empty.segment_id(), empty.raw_lock().id());
+    let ids = (empty.segment_id(), empty.semaphore_sets());
     drop(empty);
-    assert_gone(key, &[ids.0], &[ids.1]);
+    assert_gone(key, &[ids.0], &ids.1);
     let page: Cortex<PageAligned, Semaphore> = Cortex::new_zeroed(key, None).unwrap();
     {
         let guard = page.lock().unwrap();
         let addr = &*guard as *const PageAligned as usize;
         assert_eq!(addr % 4096, 0);
     }
-    let ids = (page.segment_id(), page.raw_lock().id());
+    let ids = (page.segment_id(), page.semaphore_sets());
     drop(page);
-    assert_gone(key, &[ids.0], &[ids.1]);
+    assert_gone(key, &[ids.0], &ids.1);
 }

@@ -1,28 +1,51 @@
-//! Access to the value: guards, and the by-value `read`, `write` and `update`.
+//! Access to the value: guards (for locks that exclude readers too), and the by-value
+//! `read`, `write` and `update` that every lock offers.
 
 use std::time::Duration;
 
 use super::{none_if_would_block, Cortex};
 use crate::error::CortexResult;
 use crate::guard::{CortexGuard, CortexReadGuard};
-use crate::marker::ShmSafe;
-use crate::sync::{CortexSync, Wait};
+use crate::marker::{ShmSafe, Value};
+use crate::sync::{Access, CortexSync, InPlace, Wait};
 
-impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
+/// Guards: only for locks whose readers lock too ([`InPlace`]). A `SeqLock` value is only
+/// ever copied, so these methods do not exist for it:
+///
+/// ```compile_fail,E0599
+/// # #[cfg(all(target_os = "linux", feature = "seqlock"))] {
+/// use neocortex::{Cortex, SeqLock};
+/// let c: Cortex<u64, SeqLock> = Cortex::attach(1).unwrap();
+/// let guard = c.lock(); // no method `lock` for a SeqLock: it hands out no &mut T
+/// # }
+/// # compile_error!("the seqlock feature is off");
+/// ```
+impl<T: ?Sized + Value, L: CortexSync<Access = InPlace>> Cortex<T, L> {
     /// Locks exclusively, waiting as long as it takes.
     ///
     /// The guard derefs to the value in place. Check [`CortexGuard::owner_died`]: it is true
     /// when a holder died or panicked while holding the lock, so the value may be half-written.
     ///
+    /// ```
+    /// use neocortex::{Cortex, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let counter: Cortex<u64, Semaphore> = Cortex::new(key, 0, None)?;
+    /// *counter.lock()? += 1;
+    /// assert_eq!(counter.read()?, 1);
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
+    ///
     /// # Errors
     ///
-    /// `LockRemoved` when the lock was removed from outside, `PermissionDenied`.
+    /// `LockRemoved` when the segment was removed, `PermissionDenied`, `LimitReached` (every
+    /// member slot taken).
     #[inline]
     pub fn lock(&self) -> CortexResult<CortexGuard<'_, T, L>> {
         CortexGuard::acquire(self, Wait::Forever)
     }
 
-    /// Locks exclusively if the lock is free right now.
+    /// Locks exclusively if the lock is free right now (or its holder is dead).
     ///
     /// # Errors
     ///
@@ -31,7 +54,23 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         none_if_would_block(CortexGuard::acquire(self, Wait::Never))
     }
 
-    /// Locks exclusively, giving up after `timeout`.
+    /// Locks exclusively, giving up after `timeout` (a zero timeout still takes a free
+    /// lock).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use neocortex::{Cortex, ErrorKind, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 0, None)?;
+    /// let held = cortex.lock()?;
+    /// std::thread::scope(|s| {
+    ///     let waited = s.spawn(|| cortex.lock_timeout(Duration::from_millis(10)).map(drop));
+    ///     assert_eq!(waited.join().unwrap().unwrap_err().kind(), ErrorKind::Timeout);
+    /// });
+    /// drop(held);
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -40,9 +79,19 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         CortexGuard::acquire(self, Wait::timeout(timeout))
     }
 
-    /// Locks for reading. With a lock whose [`CortexSync::SHARED`] is true, several readers
-    /// hold it at once; with an exclusive-only lock (`Semaphore`) this is an exclusive hold
+    /// Locks for reading. With a lock whose [`CortexSync::SHARED`] is true (`RwSemaphore`),
+    /// several readers hold it at once; with an exclusive-only lock this is an exclusive hold
     /// that only gives `&T`.
+    ///
+    /// ```
+    /// use neocortex::{Cortex, RwSemaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let shared: Cortex<[u8; 64], RwSemaphore> = Cortex::new(key, [7; 64], None)?;
+    /// let (a, b) = (shared.lock_shared()?, shared.lock_shared()?); // two readers at once
+    /// assert_eq!(a[0], b[63]);
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -72,20 +121,35 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     ) -> CortexResult<CortexReadGuard<'_, T, L>> {
         CortexReadGuard::acquire(self, Wait::timeout(timeout))
     }
+}
 
-    /// A copy of the value, read under the shared lock.
+impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
+    /// A copy of the value: read under the shared lock, or (with `SeqLock`) copied without
+    /// locking and retried if a write overlapped.
+    ///
+    /// ```
+    /// use neocortex::{Cortex, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let cortex: Cortex<(), Semaphore> = Cortex::new(key, (), None)?;
+    /// assert_eq!(cortex.read()?, ());
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// `OwnerDied` while a holder's death has left the value unrepaired (use
-    /// [`lock`](Self::lock) to look at it and mark it consistent), and as
-    /// [`lock`](Self::lock).
+    /// `OwnerDied` while a holder's death has left the value unrepaired (repair it with
+    /// [`write`](Self::write), or look at it through a guard and mark it consistent),
+    /// `LockRemoved`, and as [`lock`](Self::lock).
     #[inline]
     pub fn read(&self) -> CortexResult<T>
     where
         T: Copy,
     {
-        let guard = self.lock_shared()?;
+        if <L::Access as Access>::OPTIMISTIC {
+            return self.read_optimistic();
+        }
+        let guard = CortexReadGuard::acquire(self, Wait::Forever)?;
         guard.refuse_if_inconsistent()?;
         Ok(*guard)
     }
@@ -93,29 +157,77 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     /// Replaces the value under the exclusive lock. A whole new value also repairs a value
     /// left half-written by a dead holder, so this marks it consistent.
     ///
-    /// `value` passes through the stack; write large values in place with
-    /// [`lock`](Self::lock).
+    /// `value` is copied into the segment once, from where the caller put it.
+    ///
+    /// ```
+    /// use neocortex::{Cortex, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let cortex: Cortex<f64, Semaphore> = Cortex::new(key, 1.0, None)?;
+    /// cortex.write(12.34)?;
+    /// assert_eq!(cortex.read()?, 12.34);
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// As [`lock`](Self::lock).
     #[inline]
     pub fn write(&self, value: T) -> CortexResult<()> {
-        let mut guard = self.lock()?;
+        if <L::Access as Access>::OPTIMISTIC {
+            return self.write_optimistic(&value);
+        }
+        let mut guard = CortexGuard::acquire(self, Wait::Forever)?;
         *guard = value;
         guard.mark_consistent();
         Ok(())
     }
+}
 
-    /// Runs `f` on the value in place under the exclusive lock and returns its result.
+impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
+    /// Runs `f` on the value under the exclusive lock and returns its result: in place, or
+    /// (with `SeqLock`) on a copy that is then written back.
+    ///
+    /// ```
+    /// use neocortex::{Cortex, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let cortex: Cortex<[u64; 4], Semaphore> = Cortex::new(key, [1, 2, 3, 4], None)?;
+    /// let sum = cortex.update(|v| {
+    ///     v[0] = 10;
+    ///     v.iter().sum::<u64>()
+    /// })?;
+    /// assert_eq!(sum, 19);
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// `OwnerDied` while the value is unrepaired (see [`read`](Self::read)), and as
     /// [`lock`](Self::lock).
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> CortexResult<R> {
-        let mut guard = self.lock()?;
+        if <L::Access as Access>::OPTIMISTIC {
+            return self.update_optimistic(f);
+        }
+        let mut guard = CortexGuard::acquire(self, Wait::Forever)?;
         guard.refuse_if_inconsistent()?;
         Ok(f(&mut guard))
+    }
+}
+
+impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
+    /// Replaces the whole value with what `f` writes into its elements (zero-filled first
+    /// for an optimistic lock), under the exclusive lock; repairs like `write`.
+    pub(crate) fn replace_with(&self, f: impl FnOnce(&mut [T::Elem])) -> CortexResult<()> {
+        if <L::Access as Access>::OPTIMISTIC {
+            let mut elems: Vec<T::Elem> = Vec::with_capacity(self.len);
+            elems.resize_with(self.len, crate::marker::zeroed);
+            f(&mut elems);
+            return self.write_optimistic_from(&elems);
+        }
+        let mut guard = CortexGuard::acquire(self, Wait::Forever)?;
+        f(T::as_elems_mut(&mut guard));
+        guard.mark_consistent();
+        Ok(())
     }
 }

@@ -1,19 +1,31 @@
-//! Creation: the state machine that makes a segment, its lock and its value, and rolls
-//! everything back when a step fails or the initialiser panics.
+//! Creation: the state machine that makes a segment, its members, its lock and its value,
+//! and rolls everything back when a step fails or the initialiser panics.
+//!
+//! The steps, each a failpoint for the fault tests:
+//!
+//! 1. `shmget(IPC_CREAT | IPC_EXCL)`, reclaiming a dead creator's debris once;
+//! 2. `shmat`;
+//! 3. the header: descriptor and creator, then state `Initializing` (release);
+//! 4. the members set (its id recorded in the header before use), and the creator's token;
+//! 5. the lock (`L::create`);
+//! 6. the value (the initialiser);
+//! 7. state `Ready` (release).
 
 use std::cell::Cell;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 
 use neocortex_sys::process::current_pid;
 use neocortex_sys::{shm, Errno, SysError};
 
 use super::{Cortex, Occupant, RANDOM_KEY_TRIES};
-use crate::error::{CortexError, CortexResult, ErrorKind, Leftover};
+use crate::error::{CortexError, CortexResult, ErrorKind, IntoOs, Leftover};
 use crate::failpoints;
 use crate::header::Descriptor;
 use crate::key::Key;
-use crate::marker::ShmSafe;
-use crate::process::ProcessIdentity;
+use crate::marker::{copy_bits, ShmSafe, Value};
+use crate::members::{self, Membership};
+use crate::process::{pid_namespace, ProcessIdentity};
 use crate::segment::Mapping;
 use crate::sync::CortexSync;
 
@@ -24,19 +36,41 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     /// A half-made segment left on the key by a dead creator is removed first (with a
     /// warning); anything else on the key is an `AlreadyExists` error that says what is there.
     ///
-    /// `data` passes through the stack; for large values use
-    /// [`new_zeroed`](Self::new_zeroed) or [`new_with`](Self::new_with).
+    /// `data` is copied into the segment once, from where the caller put it; very large
+    /// values are better built in place with [`new_with`](Self::new_with) or
+    /// [`new_zeroed`](Self::new_zeroed), or stored as a slice.
+    ///
+    /// ```
+    /// use neocortex::{Cortex, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let cortex: Cortex<f64, Semaphore> = Cortex::new(key, 42.0, None)?;
+    /// assert_eq!(cortex.read()?, 42.0);
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// `InvalidInput` for key 0, `AlreadyExists`, `PermissionDenied`, `LimitReached`, or the
     /// lock's creation error; each is `CleanSystem` unless the error says what was left.
     pub fn new(key: i32, data: T, settings: Option<&L::Settings>) -> CortexResult<Self> {
-        Self::new_with(key, settings, |slot| *slot = data)
+        // Only a reference goes down the creation layers: a large `T` is not copied again on
+        // every layer's stack.
+        let data = ManuallyDrop::new(data);
+        Self::new_with(key, settings, |slot| copy_value(&data, slot))
     }
 
     /// Creates a segment on `key` whose value starts as all zero bytes, without building
     /// the value anywhere else: the kernel hands out zero-filled segments.
+    ///
+    /// ```
+    /// use neocortex::{Cortex, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let big: Cortex<[u64; 1 << 17], Semaphore> = Cortex::new_zeroed(key, None)?; // 1 MiB
+    /// assert_eq!(big.lock()?[12345], 0);
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -50,6 +84,18 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     ///
     /// If `init` panics, the segment and the lock are removed before the panic goes on.
     ///
+    /// ```
+    /// use neocortex::{Cortex, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let table: Cortex<[u32; 1024], Semaphore> =
+    ///     Cortex::new_with(key, None, |t: &mut [u32; 1024]| {
+    ///         t.iter_mut().enumerate().for_each(|(i, v)| *v = i as u32)
+    ///     })?;
+    /// assert_eq!(table.lock()?[1000], 1000);
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`new`](Self::new).
@@ -58,94 +104,178 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         settings: Option<&L::Settings>,
         init: impl FnOnce(&mut T),
     ) -> CortexResult<Self> {
-        let default;
-        let settings = match settings {
-            Some(s) => s,
-            None => {
-                default = L::Settings::default();
-                &default
-            }
-        };
-        Self::create(Key(key), settings, init)
+        with_settings::<L, _>(settings, |settings| {
+            Self::create(Key(key), 1, settings, CreateOptions::default(), init)
+        })
     }
+}
 
-    /// Creates a segment on a random key, drawing again while keys are taken.
-    pub(crate) fn create_random(
+/// Copies `data` into the zero-filled `slot` of a new segment.
+pub(super) fn copy_value<T: ShmSafe>(data: &ManuallyDrop<T>, slot: &mut T) {
+    copy_bits(std::slice::from_ref(&**data), std::slice::from_mut(slot));
+}
+
+/// Runs `f` with `settings`, or with the lock's defaults.
+pub(super) fn with_settings<L: CortexSync, R>(
+    settings: Option<&L::Settings>,
+    f: impl FnOnce(&L::Settings) -> R,
+) -> R {
+    match settings {
+        Some(s) => f(s),
+        None => f(&L::Settings::default()),
+    }
+}
+
+/// How to create a segment, beyond its key and value.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CreateOptions {
+    /// Draw random keys (the given key is ignored).
+    pub(crate) random: bool,
+    /// Back the segment with huge pages.
+    pub(crate) huge_pages: bool,
+    /// Member slots; 0 for the default.
+    pub(crate) slots: u16,
+}
+
+impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
+    /// Creates a segment of `len` elements on `key` (or on a random key).
+    pub(crate) fn create(
+        key: Key,
+        len: usize,
         settings: &L::Settings,
+        options: CreateOptions,
         init: impl FnOnce(&mut T),
     ) -> CortexResult<Self> {
-        let (expected, size) = Self::plan(Key(0))?;
-        let mode = L::permission(settings).flags();
+        let random = options.random;
+        if !random {
+            Self::check_key(key)?;
+        }
+        if options.slots > members::MAX_SLOTS {
+            return Err(CortexError::InvalidInput {
+                key: key.raw(),
+                reason: format!(
+                    "{} member slots asked for, at most {} are possible",
+                    options.slots,
+                    members::MAX_SLOTS
+                ),
+            });
+        }
+        let (expected, size) = Self::plan(key, len)?;
+        let mut mode = L::permission(settings).flags();
+        if options.huge_pages {
+            mode |= huge_pages_flag()?;
+        }
+        let _span = tracing::debug_span!(
+            "create",
+            key = tracing::field::Empty,
+            r#type = std::any::type_name::<T>(),
+            len,
+            lock = L::KIND
+        )
+        .entered();
+        let (key, id) = if random {
+            Self::create_random_segment(size, mode)?
+        } else {
+            (key, Self::create_segment(key, size, mode)?)
+        };
+        _span.record("key", tracing::field::display(key));
+        let slots = match options.slots {
+            0 => members::DEFAULT_SLOTS,
+            n => n,
+        };
+        let created = Self::finish(key, id, len, &expected, settings, slots, init)?;
+        tracing::debug!(%key, shmid = id, "created segment");
+        Ok(created)
+    }
+
+    /// `shmget` on random keys until one is free.
+    fn create_random_segment(size: usize, mode: libc::c_int) -> CortexResult<(Key, i32)> {
         let mut last = None;
         for _ in 0..RANDOM_KEY_TRIES {
             let key =
-                Key::random().map_err(|e| CortexError::clean("draw a random key", Key(0), e))?;
+                Key::random().map_err(|e| CortexError::clean("draw a random key", 0, e.os()))?;
             match Self::create_segment(key, size, mode) {
-                Ok(id) => return Self::finish(key, id, &expected, settings, init),
+                Ok(id) => return Ok((key, id)),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
         Err(last.unwrap_or(CortexError::InvalidInput {
-            key: Key(0),
+            key: 0,
             reason: "no free random key found".into(),
         }))
     }
 
-    fn create(key: Key, settings: &L::Settings, init: impl FnOnce(&mut T)) -> CortexResult<Self> {
-        Self::check_key(key)?;
-        let (expected, size) = Self::plan(key)?;
-        let id = Self::create_segment(key, size, L::permission(settings).flags())?;
-        Self::finish(key, id, &expected, settings, init)
-    }
-
-    /// Attaches the fresh segment `id`, writes the header, makes the lock, initialises the
-    /// value and publishes the segment; removes everything again on failure or panic.
+    /// Attaches the fresh segment `id`, writes the header, makes the members and the lock,
+    /// initialises the value and publishes the segment; removes everything again on failure
+    /// or panic.
     fn finish(
         key: Key,
         id: i32,
+        len: usize,
         expected: &Descriptor,
         settings: &L::Settings,
+        slots: u16,
         init: impl FnOnce(&mut T),
     ) -> CortexResult<Self> {
         let attached = failpoints::hit("create.shmat", "shmat")
-            .and_then(|()| Mapping::attach(id, expected.layout.total_size));
+            .and_then(|()| Mapping::attach(id, expected.layout.total_size, false));
         let map = match attached {
             Ok(map) => map,
-            Err(e) => {
-                return Err(remove_after_failure(
-                    "attach new segment",
-                    key,
-                    id,
-                    e,
-                    vec![],
-                ))
-            }
+            Err(e) => return Err(remove_after_failure("attach new segment", key, id, e)),
         };
         let creation = Creation::<T, L> {
             key,
             map: &map,
+            members: Cell::new(None),
             lock_made: Cell::new(false),
             done: Cell::new(false),
             _p: PhantomData,
         };
         let header = map.header();
-        header.begin(expected, ProcessIdentity::current());
+        header.begin(expected, ProcessIdentity::current(), pid_namespace());
         failpoints::reach("create.after_header");
+
+        let mode = L::permission(settings);
+        let set = failpoints::hit("create.members", "semget")
+            .and_then(|()| members::create_set(mode, slots))
+            .map_err(|e| {
+                creation.fail(CortexError::clean("create members set", key.raw(), e.os()))
+            })?;
+        header.record_members(set);
+        creation.members.set(Some(set));
+        let membership = Membership::new(set, slots);
+        let token = match members::claim(set, slots, header, map.members()) {
+            Ok(Some(token)) => token,
+            Ok(None) => unreachable!("a fresh members set has a free slot"),
+            Err(e) => {
+                return Err(creation.fail(CortexError::clean(
+                    "join new segment",
+                    key.raw(),
+                    e.os(),
+                )))
+            }
+        };
+        membership.adopt(token);
+        header.set_creator_token(token.raw());
+
+        let cx = crate::sync::LockContext::new(key.raw(), &membership, header, map.members());
         // SAFETY: the layout was computed for L::State, so the offset is aligned and inside
         // the fresh zero-filled segment; zero is a valid L::State (ShmSafe).
         let state = unsafe { map.at::<L::State>(expected.layout.lock_offset).as_ref() };
         let lock = failpoints::hit("create.lock", "create lock")
-            .map_err(|e| CortexError::clean("create lock", key, e))
-            .and_then(|()| L::create(key, state, settings))
+            .map_err(|e| CortexError::clean("create lock", key.raw(), e.os()))
+            .and_then(|()| L::create(&cx, state, settings))
             .map_err(|e| creation.fail(e))?;
         creation.lock_made.set(true);
         failpoints::reach("create.after_lock");
+        let elems = map.at::<T::Elem>(expected.layout.data_offset);
         // SAFETY: the segment is fresh and private to this process until `publish`: nobody
-        // else can hold the lock or a reference to the value. The offset is aligned for T and
-        // inside the segment (computed by SegmentLayout for this T), and the kernel zero-fills
-        // new segments, a valid T because T: ShmSafe.
-        let value = unsafe { map.at::<T>(expected.layout.data_offset).as_mut() };
+        // else can hold the lock or a reference to the value. The offset is aligned for the
+        // element and the `len` elements lie inside the segment (SegmentLayout computed both
+        // for this T), and the kernel zero-fills new segments, a valid value because the
+        // element is ShmSafe.
+        let value = unsafe { T::from_elems(elems, len).as_mut() };
         init(value);
         failpoints::reach("create.before_publish");
         header.publish();
@@ -154,7 +284,9 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         Ok(Self {
             key,
             map,
+            len,
             lock,
+            members: membership,
             owner_pid: current_pid(),
             released: false,
             _value: PhantomData,
@@ -162,7 +294,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     }
 
     /// `shmget(IPC_CREAT | IPC_EXCL)`, reclaiming debris left by a dead creator once.
-    fn create_segment(key: Key, size: usize, mode: libc::c_int) -> CortexResult<i32> {
+    pub(super) fn create_segment(key: Key, size: usize, mode: libc::c_int) -> CortexResult<i32> {
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode;
         for _ in 0..3 {
             match failpoints::hit("create.shmget", "shmget")
@@ -180,82 +312,116 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
                     }
                     Occupant::Orphan { creator, .. } => {
                         return Err(CortexError::Occupied {
-                            key,
+                            key: key.raw(),
                             reason: format!(
-                                "a ready segment whose creator (pid {creator}) is dead and that \
-                                 nobody is attached to; attach to it with Cortex::attach, adopt \
+                                "a ready segment whose creator (pid {creator}) is dead or has \
+                                 detached, and that nobody is attached to; attach to it with Cortex::attach, adopt \
                                  it with CortexBuilder::force_ownership(), or remove it with \
-                                 Cortex::remove_stale"
+                                 Cortex::remove_stale (or `neocortex gc --orphans`)"
                             ),
                         })
                     }
-                    Occupant::Keep(reason) => return Err(CortexError::Occupied { key, reason }),
+                    Occupant::Keep(reason) => {
+                        return Err(CortexError::Occupied {
+                            key: key.raw(),
+                            reason: format!(
+                                "{reason}; use another key (or CortexBuilder::random_key()), or \
+                                 attach to it"
+                            ),
+                        })
+                    }
                 },
                 Err(e) => {
                     let hint = match e.errno {
-                        Errno::EINVAL => "the size is outside the kernel's limits (kernel.shmmax)",
+                        Errno::EINVAL => {
+                            "the size is outside the kernel's limits (kernel.shmmax, or shmmin); \
+                             `neocortex doctor` shows them"
+                        }
                         Errno::ENOSPC => {
-                            "a system limit was reached (kernel.shmmni or kernel.shmall)"
+                            "a system limit was reached (kernel.shmmni or kernel.shmall); remove \
+                             stale segments (`neocortex gc`) or raise the limit"
+                        }
+                        Errno::ENOMEM if mode & huge_pages_flag().unwrap_or(0) != 0 => {
+                            "no huge pages are free: reserve them first (sysctl vm.nr_hugepages), \
+                             or create the segment without huge_pages()"
+                        }
+                        Errno::EPERM if mode & huge_pages_flag().unwrap_or(0) != 0 => {
+                            "this user may not use huge pages (vm.hugetlb_shm_group)"
                         }
                         Errno::ENOMEM => "not enough memory for the segment",
+                        Errno::EACCES => "the key is taken by a segment this user may not use",
                         _ => "",
+                    };
+                    let kind = match e.errno {
+                        Errno::ENOMEM | Errno::EPERM
+                            if mode & huge_pages_flag().unwrap_or(0) != 0 =>
+                        {
+                            ErrorKind::LimitReached
+                        }
+                        errno => ErrorKind::from_raw_os_error(errno.raw()),
                     };
                     return Err(CortexError::clean_with_hint(
                         "create segment",
-                        key,
-                        ErrorKind::from_errno(e.errno),
-                        e,
+                        key.raw(),
+                        kind,
+                        e.os(),
                         hint,
                     ));
                 }
             }
         }
         Err(CortexError::Occupied {
-            key,
-            reason: "the key kept being taken while retrying".into(),
+            key: key.raw(),
+            reason: "the key kept being taken while retrying; use another key".into(),
+        })
+    }
+}
+
+/// `SHM_HUGETLB`, where the system has it.
+fn huge_pages_flag() -> CortexResult<libc::c_int> {
+    #[cfg(target_os = "linux")]
+    {
+        Ok(libc::SHM_HUGETLB)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(CortexError::InvalidInput {
+            key: 0,
+            reason: "huge pages for SysV segments (SHM_HUGETLB) exist only on Linux".into(),
         })
     }
 }
 
 /// Removes a segment we created after a later step failed; clean if that works.
-fn remove_after_failure(
-    op: &'static str,
-    key: Key,
-    id: i32,
-    cause: SysError,
-    mut leftovers: Vec<Leftover>,
-) -> CortexError {
-    match failpoints::hit("create.rollback_rmid", "shmctl(IPC_RMID)").and_then(|()| shm::remove(id))
-    {
+fn remove_after_failure(op: &'static str, key: Key, id: i32, cause: SysError) -> CortexError {
+    let removed = failpoints::hit("create.rollback_rmid", "shmctl(IPC_RMID)").and_then(|()| {
+        // SAFETY: the segment was created by this call and never published: nobody else
+        // uses it.
+        unsafe { shm::remove(id) }
+    });
+    match removed {
         // EINVAL/EIDRM: already removed (by a reclaimer that judged it debris): not left.
         Ok(())
         | Err(SysError {
             errno: Errno::EINVAL | Errno::EIDRM,
             ..
-        }) if leftovers.is_empty() => CortexError::clean(op, key, cause),
-        Ok(())
-        | Err(SysError {
-            errno: Errno::EINVAL | Errno::EIDRM,
-            ..
-        }) => CortexError::dirty(op, key, cause, leftovers),
-        Err(_) => {
-            leftovers.push(Leftover::Segment(id));
-            CortexError::dirty(op, key, cause, leftovers)
-        }
+        }) => CortexError::clean(op, key.raw(), cause.os()),
+        Err(_) => CortexError::dirty(op, key.raw(), cause.os(), vec![Leftover::Segment(id)]),
     }
 }
 
 /// A segment being created: removed again unless creation finishes (also on a panic in the
 /// user's initialiser).
-struct Creation<'m, T: ShmSafe, L: CortexSync> {
+struct Creation<'m, T: ?Sized + Value, L: CortexSync> {
     key: Key,
     map: &'m Mapping,
+    members: Cell<Option<i32>>,
     lock_made: Cell<bool>,
     done: Cell<bool>,
-    _p: PhantomData<(T, L)>,
+    _p: PhantomData<(*const T, L)>,
 }
 
-impl<T: ShmSafe, L: CortexSync> Creation<'_, T, L> {
+impl<T: ?Sized + Value, L: CortexSync> Creation<'_, T, L> {
     /// Rolls back and returns the error to report: clean if everything went, else dirty.
     fn fail(&self, cause: CortexError) -> CortexError {
         let mut all: Vec<Leftover> = cause.leftovers().to_vec();
@@ -274,19 +440,34 @@ impl<T: ShmSafe, L: CortexSync> Creation<'_, T, L> {
             return vec![];
         }
         let map = self.map;
+        let key = self.key.raw();
         let mut left = vec![];
-        if self.lock_made.get() {
-            if let Some(d) = Cortex::<T, L>::expected() {
+        if let Some(set) = self.members.get() {
+            // Only destroy uses it, and destroy needs no slot.
+            let membership = Membership::new(set, 0);
+            if self.lock_made.get() {
+                let cx =
+                    crate::sync::LockContext::new(key, &membership, map.header(), map.members());
+                let lock_offset = Cortex::<T, L>::OFFSETS.lock_offset;
                 // SAFETY: same layout as during creation: aligned, in bounds, ShmSafe.
-                let state = unsafe { map.at::<L::State>(d.layout.lock_offset).as_ref() };
-                if let Err(e) = L::destroy(self.key, state) {
+                let state = unsafe { map.at::<L::State>(lock_offset).as_ref() };
+                if let Err(e) = L::destroy(&cx, state) {
                     left.extend_from_slice(e.leftovers());
                 }
             }
+            match failpoints::hit("create.rollback_members", "semctl(IPC_RMID)")
+                .and_then(|()| members::remove_set(set))
+            {
+                Ok(()) => map.header().forget_members(),
+                Err(e) if e.errno == Errno::EINVAL || e.errno == Errno::EIDRM => {}
+                Err(_) => left.push(Leftover::SemaphoreSet(set)),
+            }
         }
-        match failpoints::hit("create.rollback_rmid", "shmctl(IPC_RMID)")
-            .and_then(|()| shm::remove(map.id))
-        {
+        let removed = failpoints::hit("create.rollback_rmid", "shmctl(IPC_RMID)").and_then(|()| {
+            // SAFETY: the segment was created by this call and never published.
+            unsafe { shm::remove(map.id) }
+        });
+        match removed {
             Ok(())
             | Err(SysError {
                 errno: Errno::EINVAL | Errno::EIDRM,
@@ -297,18 +478,18 @@ impl<T: ShmSafe, L: CortexSync> Creation<'_, T, L> {
         // SAFETY: a failed creation never hands out the mapping; this is its last use (the
         // caller returns the error right after, and the owning local is then dropped, which
         // does not unmap).
-        if unsafe { map.unmap(self.key, "roll back creation") }.is_err() {
+        if unsafe { map.unmap(key, "roll back creation") }.is_err() {
             left.push(Leftover::Mapping(map.addr()));
         }
         left
     }
 }
 
-impl<T: ShmSafe, L: CortexSync> Drop for Creation<'_, T, L> {
+impl<T: ?Sized + Value, L: CortexSync> Drop for Creation<'_, T, L> {
     fn drop(&mut self) {
         let left = self.rollback();
         if !left.is_empty() {
-            tracing::error!(key = %self.key, ?left, "neocortex: rolling back a failed creation left objects behind");
+            tracing::error!(key = %self.key, ?left, "rolling back a failed creation left objects behind");
         }
     }
 }

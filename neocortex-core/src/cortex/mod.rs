@@ -1,19 +1,37 @@
-//! [`Cortex<T, L>`]: a typed value in a shared segment, guarded by a cross-process lock.
+//! [`Cortex<T, L>`]: a typed value (or slice) in a shared segment, guarded by a
+//! cross-process lock.
+//!
+//! The parts, each in its own file: [`create`] (the creation state machine and its
+//! rollback), [`attach`] (every check before a byte of the value is read), [`stale`] (what
+//! `new` finds on a taken key, and reclaiming debris), [`access`] (guards and the by-value
+//! paths), [`slice`] (values of run-time length), [`watch`] (waiting for a change), and here
+//! the handle itself: its layout, accessors, and removal.
 
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::time::Duration;
 
-use neocortex_sys::process::current_pid;
+use neocortex_sys::process::{current_pid, pid_uncached};
 use neocortex_sys::{shm, Errno};
 
-use crate::error::{CortexError, CortexResult, ErrorKind, Leftover};
+use crate::error::{CortexError, CortexResult, ErrorKind, IntoOs, Leftover};
 use crate::failpoints;
-use crate::header::{Descriptor, Header, Name, SegmentLayout};
+use crate::header::{Descriptor, Header, Name, SegmentLayout, Shape};
 use crate::key::Key;
-use crate::marker::{combine_tags, tag_of_name, ShmSafe};
-use crate::segment::Mapping;
-use crate::sync::CortexSync;
+use crate::marker::{combine_tags, tag_of_name, ShmSafe, Value};
+use crate::members::{self, Membership};
+use crate::sync::{CortexSync, LockContext};
+
+mod access;
+mod attach;
+mod create;
+mod optimistic;
+mod slice;
+mod stale;
+mod watch;
+
+pub(crate) use create::CreateOptions;
+pub use watch::Watcher;
 
 /// How long [`Cortex::attach`] waits for a segment that is still being initialised.
 pub const ATTACH_INIT_WAIT: Duration = Duration::from_millis(500);
@@ -21,44 +39,61 @@ pub const ATTACH_INIT_WAIT: Duration = Duration::from_millis(500);
 /// How many times a random key is drawn before giving up on collisions.
 const RANDOM_KEY_TRIES: usize = 64;
 
-mod access;
-mod attach;
-mod create;
-mod stale;
-
-/// A value of type `T` in a System V shared memory segment, shared between processes and
-/// guarded by the cross-process lock `L`.
+/// A value of type `T` (or a slice `[T]`) in a System V shared memory segment, shared
+/// between processes and guarded by the cross-process lock `L`.
 ///
 /// The process that creates the segment ([`new`](Self::new)) owns it: dropping that handle
 /// removes the segment and its lock. Other processes [`attach`](Self::attach) and only
 /// detach on drop. A forked child never removes or unlocks what its parent owns.
-pub struct Cortex<T: ShmSafe, L: CortexSync> {
+///
+/// `Cortex` is `Send` and `Sync`: share it between threads with `&Cortex` or an `Arc`;
+/// every access goes through the cross-process lock, which excludes threads as well. Guards
+/// are neither `Send` nor `Sync`-transferable: a lock is released by the thread that took it.
+///
+/// ```
+/// use neocortex::{Cortex, Semaphore};
+///
+/// let key = neocortex::random_key()?;
+/// let owner: Cortex<[u32; 2], Semaphore> = Cortex::new(key, [1, 2], None)?;
+/// std::thread::scope(|s| {
+///     s.spawn(|| owner.update(|v| v[0] += 10));
+/// });
+/// assert_eq!(owner.read()?, [11, 2]);
+/// # Ok::<(), neocortex::CortexError>(())
+/// ```
+pub struct Cortex<T: ?Sized + Value, L: CortexSync> {
     key: Key,
-    map: Mapping,
+    map: crate::segment::Mapping,
+    /// Elements: 1 for a value, the slice's length for a slice.
+    pub(crate) len: usize,
     lock: L,
+    members: Membership,
     /// The pid allowed to remove the segment on drop, or 0 for none.
     owner_pid: i32,
     released: bool,
     _value: PhantomData<T>,
 }
 
-impl<T: ShmSafe, L: CortexSync> std::fmt::Debug for Cortex<T, L> {
+impl<T: ?Sized + Value, L: CortexSync> std::fmt::Debug for Cortex<T, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cortex")
             .field("key", &self.key)
             .field("shmid", &self.map.id)
             .field("type", &std::any::type_name::<T>())
+            .field("len", &self.len)
             .field("lock", &self.lock)
             .field("owner", &self.is_owner())
             .finish()
     }
 }
 
-impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
-    /// Where the lock state and the value are, for this `T` and `L`.
-    const LAYOUT: SegmentLayout = match SegmentLayout::new(
+impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
+    /// The offsets of the member table, the lock state and the value for this `T` and `L`
+    /// (they do not depend on a slice's length).
+    const OFFSETS: SegmentLayout = match SegmentLayout::new(
         (size_of::<L::State>(), align_of::<L::State>()),
-        (size_of::<T>(), align_of::<T>()),
+        (size_of::<T::Elem>(), align_of::<T::Elem>()),
+        if T::IS_SLICE { 0 } else { 1 },
     ) {
         Some(layout) => layout,
         None => panic!("the value type is too large for a shared memory segment"),
@@ -66,7 +101,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
 
     const CHECKS: () = {
         assert!(
-            align_of::<T>() <= 4096,
+            align_of::<T::Elem>() <= 4096,
             "ShmSafe types may be aligned to at most a page"
         );
         assert!(
@@ -75,21 +110,41 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         );
     };
 
-    /// The layout a segment for `T` and `L` has, and what its header must say.
-    fn expected() -> Option<Descriptor> {
+    /// The layout and header descriptor a segment of `len` elements of `T` with `L` has.
+    fn expected(len: usize) -> Option<Descriptor> {
         let layout = SegmentLayout::new(
             (size_of::<L::State>(), align_of::<L::State>()),
-            (size_of::<T>(), align_of::<T>()),
+            (size_of::<T::Elem>(), align_of::<T::Elem>()),
+            u64::try_from(len).ok()?,
         )?;
         Some(Descriptor {
             layout,
-            type_size: size_of::<T>() as u64,
-            type_align: align_of::<T>() as u64,
-            type_tag: T::TYPE_TAG,
-            lock_tag: combine_tags(tag_of_name(L::KIND), <L::State as ShmSafe>::TYPE_TAG),
+            shape: if T::IS_SLICE {
+                Shape::Slice
+            } else {
+                Shape::Value
+            },
+            elem_size: size_of::<T::Elem>() as u64,
+            elem_align: align_of::<T::Elem>() as u64,
+            elem_tag: <T::Elem as ShmSafe>::TYPE_TAG,
+            len: len as u64,
+            lock_tag: Self::lock_tag(),
             type_name: Name::new(std::any::type_name::<T>()),
             lock_name: Name::new(L::KIND),
         })
+    }
+
+    /// The fingerprint of the lock kind, its state type and its access model.
+    fn lock_tag() -> u64 {
+        let access = if <L::Access as crate::sync::Access>::OPTIMISTIC {
+            tag_of_name("optimistic")
+        } else {
+            tag_of_name("in-place")
+        };
+        combine_tags(
+            combine_tags(tag_of_name(L::KIND), <L::State as ShmSafe>::TYPE_TAG),
+            access,
+        )
     }
 
     fn check_key(key: Key) -> CortexResult<()> {
@@ -97,7 +152,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
             Ok(())
         } else {
             Err(CortexError::InvalidInput {
-                key,
+                key: key.raw(),
                 reason: "key 0 is IPC_PRIVATE and cannot be shared by key; pick another key \
                          or use CortexBuilder::random_key()"
                     .into(),
@@ -105,18 +160,20 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         }
     }
 
-    /// The descriptor and byte size of a segment for `T` and `L`.
-    fn plan(key: Key) -> CortexResult<(Descriptor, usize)> {
-        // Evaluating the constant runs the compile-time layout checks for this T and L.
+    /// The descriptor and byte size of a segment of `len` elements.
+    fn plan(key: Key, len: usize) -> CortexResult<(Descriptor, usize)> {
+        // Evaluating the constants runs the compile-time layout checks for this T and L.
         let () = Self::CHECKS;
+        let _ = Self::OFFSETS;
         let too_large = || CortexError::InvalidInput {
-            key,
+            key: key.raw(),
             reason: format!(
-                "`{}` is too large for a segment",
-                std::any::type_name::<T>()
+                "{len} element(s) of `{}` are too large for a segment; use fewer, or split \
+                 the data over several segments",
+                std::any::type_name::<T::Elem>()
             ),
         };
-        let expected = Self::expected().ok_or_else(too_large)?;
+        let expected = Self::expected(len).ok_or_else(too_large)?;
         let size = usize::try_from(expected.layout.total_size).map_err(|_| too_large())?;
         Ok((expected, size))
     }
@@ -129,6 +186,20 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     /// The segment's id, as `ipcs -m` lists it.
     pub fn segment_id(&self) -> i32 {
         self.map.id
+    }
+
+    /// The id of the segment's members set (a SysV semaphore set, as `ipcs -s` lists it),
+    /// through which holders of a futex lock are known to be alive.
+    pub fn members_set_id(&self) -> i32 {
+        self.members.set()
+    }
+
+    /// Every SysV semaphore set of the segment (its members set first, then the lock's own),
+    /// as `ipcs -s` lists them.
+    pub fn semaphore_sets(&self) -> Vec<i32> {
+        let mut sets = vec![self.members.set()];
+        sets.extend(self.lock.semaphore_sets());
+        sets
     }
 
     /// Whether this handle removes the segment when dropped (in this process).
@@ -147,40 +218,71 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         self.map.header()
     }
 
+    /// What the lock gets on every call.
+    #[inline]
+    pub(crate) fn lock_cx(&self) -> LockContext<'_> {
+        LockContext::new(
+            self.key.raw(),
+            &self.members,
+            self.map.header(),
+            self.map.members(),
+        )
+    }
+
     #[inline]
     pub(crate) fn lock_state(&self) -> &L::State {
-        let offset = Self::LAYOUT.lock_offset;
         // SAFETY: the segment was created or validated for exactly this layout, so the offset
         // is aligned for L::State and inside the mapping; L::State is ShmSafe.
-        unsafe { self.map.at::<L::State>(offset).as_ref() }
+        unsafe { self.map.at::<L::State>(Self::OFFSETS.lock_offset).as_ref() }
     }
 
+    /// A pointer to the value: its `len` elements.
     #[inline]
     pub(crate) fn value_ptr(&self) -> std::ptr::NonNull<T> {
-        let offset = Self::LAYOUT.data_offset;
-        self.map.at::<T>(offset)
-    }
-
-    #[inline]
-    pub(crate) fn key_typed(&self) -> Key {
-        self.key
+        let elems = self.map.at::<T::Elem>(Self::OFFSETS.data_offset);
+        T::from_elems(elems, self.len)
     }
 
     /// Unmaps this handle and leaves the segment and its lock in place, even when this
     /// handle created them: the way to keep a segment alive past its creator. Another process
     /// can attach later, and adopt it with `CortexBuilder::force_ownership()`.
     ///
+    /// ```
+    /// use neocortex::{Cortex, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let creator: Cortex<u64, Semaphore> = Cortex::new(key, 7, None)?;
+    /// creator.detach()?; // the segment stays
+    /// let later: Cortex<u64, Semaphore> = Cortex::attach(key)?;
+    /// assert_eq!(later.read()?, 7);
+    /// later.remove()?; // and now it is gone
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `DirtySystem` when `shmdt` fails (the mapping is left).
     pub fn detach(mut self) -> CortexResult<()> {
         self.released = true;
+        self.members.leave(self.key.raw());
         // SAFETY: `self` is consumed and `released` stops Drop from touching the mapping.
-        unsafe { self.map.unmap(self.key, "detach") }
+        unsafe { self.map.unmap(self.key.raw(), "detach") }
     }
 
     /// Removes the segment and its lock now, whoever created them, then unmaps this handle.
-    /// Other attached processes keep their mapping until they detach, but can no longer lock.
+    /// Other attached processes keep their mapping until they detach, but their next lock,
+    /// read or wait fails with `LockRemoved`.
+    ///
+    /// ```
+    /// use neocortex::{Cortex, ErrorKind, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let owner: Cortex<u64, Semaphore> = Cortex::new(key, 1, None)?;
+    /// let other: Cortex<u64, Semaphore> = Cortex::attach(key)?;
+    /// owner.remove()?;
+    /// assert_eq!(other.read().unwrap_err().kind(), ErrorKind::LockRemoved);
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -191,10 +293,30 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     }
 
     fn remove_and_unmap(&self, op: &'static str) -> CortexResult<()> {
+        let key = self.key.raw();
         failpoints::reach("drop.before_remove");
-        let lock = L::destroy(self.key, self.lock_state());
-        let removed = failpoints::hit("drop.rmid", "shmctl(IPC_RMID)")
-            .and_then(|()| shm::remove(self.map.id));
+        // First tell every attached process (their next access fails), and wake whoever
+        // waits for a change.
+        let header = self.header();
+        header.mark_removed();
+        self.wake_watchers_for_removal();
+        let cx = self.lock_cx();
+        let lock = L::destroy(&cx, self.lock_state());
+        let members = match members::remove_set(self.members.set()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.errno == Errno::EINVAL || e.errno == Errno::EIDRM => Ok(()),
+            Err(e) => Err(CortexError::dirty(
+                op,
+                key,
+                e.os(),
+                vec![Leftover::SemaphoreSet(self.members.set())],
+            )),
+        };
+        let removed = failpoints::hit("drop.rmid", "shmctl(IPC_RMID)").and_then(|()| {
+            // SAFETY: this handle owns the segment (or `remove` was asked for explicitly), and
+            // every attached process was told through the header's removed mark above.
+            unsafe { shm::remove(self.map.id) }
+        });
         let segment = match removed {
             Ok(()) => Ok(()),
             Err(e) if e.errno == Errno::EINVAL || e.errno == Errno::EIDRM => {
@@ -203,47 +325,54 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
             }
             Err(e) => Err(CortexError::dirty(
                 op,
-                self.key,
-                e,
+                key,
+                e.os(),
                 vec![Leftover::Segment(self.map.id)],
             )),
         };
         // SAFETY: called once, from `remove` or `drop`, after which the mapping is not used.
-        let unmap = unsafe { self.map.unmap(self.key, op) };
-        CortexError::combine([lock, segment, unmap])
+        let unmap = unsafe { self.map.unmap(key, op) };
+        let result = CortexError::combine([lock, members, segment, unmap]);
+        if result.is_ok() {
+            tracing::debug!(key = %self.key, shmid = self.map.id, lock = L::KIND, "removed segment");
+        }
+        result
     }
 }
 
-impl<T: ShmSafe, L: CortexSync> Drop for Cortex<T, L> {
+impl<T: ?Sized + Value, L: CortexSync> Drop for Cortex<T, L> {
     fn drop(&mut self) {
         if self.released {
             return;
         }
-        // Ask the kernel, not the pid cache: a child made by a raw clone() skips the fork
-        // handler that resets the cache, and must never remove its parent's segment.
-        let owner = self.owner_pid != 0 && self.owner_pid == neocortex_sys::process::pid_uncached();
+        // Ask the kernel, not the pid cache: a child must never remove its parent's segment.
+        let owner = self.owner_pid != 0 && self.owner_pid == pid_uncached();
+        let _span = tracing::debug_span!("drop", key = %self.key, shmid = self.map.id).entered();
         let result = if owner {
             self.remove_and_unmap("drop")
         } else {
+            self.members.leave(self.key.raw());
             // SAFETY: drop runs once; nothing borrowed from the mapping outlives `self`.
-            unsafe { self.map.unmap(self.key, "drop") }
+            unsafe { self.map.unmap(self.key.raw(), "drop") }
         };
         if let Err(e) = result {
             if e.is_dirty() {
-                tracing::error!(error = %e, "neocortex: dropping a Cortex left system objects behind");
+                tracing::error!(error = %e, "dropping a Cortex left system objects behind");
             } else {
-                tracing::warn!(error = %e, "neocortex: error while dropping a Cortex");
+                tracing::warn!(error = %e, "error while dropping a Cortex");
             }
         }
     }
 }
 
 // SAFETY: a Cortex can move between threads: the mapping is process-wide, the lock handle is
-// Send, and the value is only reached through the cross-process lock.
-unsafe impl<T: ShmSafe, L: CortexSync> Send for Cortex<T, L> {}
+// Send, the membership is atomics, and the value is only reached through the cross-process
+// lock (or, for optimistic locks, through atomic word copies).
+unsafe impl<T: ?Sized + Value, L: CortexSync> Send for Cortex<T, L> {}
 // SAFETY: `&Cortex` only gives access to the value through the lock, which excludes across
-// threads as well as processes (CortexSync contract), like `std::sync::Mutex<T>` with T: Send.
-unsafe impl<T: ShmSafe, L: CortexSync> Sync for Cortex<T, L> {}
+// threads as well as processes (CortexSync contract), like `std::sync::Mutex<T>` with T: Send;
+// optimistic reads copy with atomic loads and never hand out references into the segment.
+unsafe impl<T: ?Sized + Value, L: CortexSync> Sync for Cortex<T, L> {}
 
 pub(super) fn none_if_would_block<G>(r: CortexResult<G>) -> CortexResult<Option<G>> {
     match r {

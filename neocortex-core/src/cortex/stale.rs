@@ -1,19 +1,64 @@
 //! Stale segments: what `new` finds on a taken key, and the removal of debris and orphans.
+//!
+//! A segment is judged only when it is this user's own, nobody is attached, and its creator
+//! is known to be gone:
+//!
+//! - once the creator holds its member token, "gone" is the kernel's answer (its slot in the
+//!   members set lost its tag), which no pid reuse or pid namespace can fool;
+//! - before that, the creator's pid and start time, and only from the creator's own pid
+//!   namespace (or, for a blank header, the kernel's creator pid and creation time).
+//!
+//! Anything that cannot be judged is left alone.
 
 use std::mem::size_of;
 
 use neocortex_sys::{shm, Errno, SysError};
 
 use super::{Cortex, Occupant};
-use crate::error::{CortexError, CortexResult, ErrorKind, Leftover};
+use crate::error::{CortexError, CortexResult, ErrorKind, IntoOs, Leftover};
 use crate::header::{Header, InitState};
 use crate::key::Key;
-use crate::marker::ShmSafe;
-use crate::process::creator_alive_at;
-use crate::segment::Mapping;
-use crate::sync::CortexSync;
+use crate::marker::Value;
+use crate::members::{self, Membership, Token};
+use crate::process::{creator_alive_at, pid_namespace};
+use crate::segment::{Mapping, MIN_SIZE};
+use crate::sync::{CortexSync, LockContext};
 
-impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
+/// Whether the creator recorded in `header` is alive: `None` when it cannot be told.
+/// `kernel` is `(shm_cpid, shm_ctime)` as the kernel reports them to this process.
+pub(crate) fn creator_alive(header: &Header, kernel: (i32, i64)) -> Option<bool> {
+    let creator = header.creator();
+    if let (Some(set), Some(token)) = (header.members_id(), Token::from_raw(creator.token)) {
+        match members::is_alive(set, token) {
+            Ok(alive) => return Some(alive),
+            // The set is gone (removed from outside): fall back to the pid.
+            Err(e) if e.errno == Errno::EINVAL || e.errno == Errno::EIDRM => {}
+            Err(_) => return None,
+        }
+    }
+    let here = pid_namespace();
+    if creator.pidns != 0 && creator.pidns == here && creator.identity.pid == kernel.0 {
+        return Some(creator.identity.is_alive());
+    }
+    if kernel.0 > 0 {
+        // The kernel's view: the creator as this namespace sees it (0 if invisible).
+        return Some(creator_alive_at(kernel.0, kernel.1));
+    }
+    None
+}
+
+impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
+    /// Whether a segment of `size` bytes could have been made for this `T` and `L`.
+    fn could_be_ours(size: u64) -> bool {
+        let data = Self::OFFSETS.data_offset;
+        let elem = size_of::<T::Elem>() as u64;
+        if T::IS_SLICE {
+            size >= data && (elem == 0 && size == data || elem != 0 && (size - data) % elem == 0)
+        } else {
+            size == Self::OFFSETS.total_size
+        }
+    }
+
     /// Looks at what holds `key`, without changing it.
     pub(super) fn inspect(key: Key) -> Occupant {
         let id = match shm::shmget(key.raw(), 0, 0) {
@@ -43,70 +88,67 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
                 ds.shm_nattch, ds.shm_cpid
             ));
         }
-        if (ds.shm_segsz as u64) < size_of::<Header>() as u64 {
+        let size = ds.shm_segsz as u64;
+        if size < MIN_SIZE {
             return Occupant::Keep(format!(
-                "segment id {id} ({} bytes) is not a neocortex segment; it was left untouched",
-                ds.shm_segsz
+                "segment id {id} ({size} bytes) is not a neocortex segment; it was left untouched"
             ));
         }
-        let Ok(map) = Mapping::attach(id, ds.shm_segsz as u64) else {
+        let Ok(map) = Mapping::attach(id, size, true) else {
             return Occupant::Keep(format!("segment id {id} cannot be attached to inspect it"));
         };
+        let verdict = Self::judge(&map, id, size, (ds.shm_cpid, ds.shm_ctime as i64));
+        // SAFETY: nothing borrowed from `map` outlives `judge`; the mapping was made above.
+        if let Err(e) = unsafe { map.unmap(key.raw(), "inspect segment") } {
+            tracing::error!(%e, "could not detach a segment attached for inspection");
+        }
+        verdict
+    }
+
+    fn judge(map: &Mapping, id: i32, size: u64, kernel: (i32, i64)) -> Occupant {
         let header = map.header();
-        let verdict = match header.state() {
+        match header.state() {
             // Nothing published yet: the header may be blank or half-written, so only the
-            // kernel's record counts, and only a segment of exactly our size is ours to judge.
+            // kernel's record counts, and only a segment of a size ours could have is ours
+            // to judge.
             Ok(InitState::Uninit) => {
-                if ds.shm_segsz as u64 != Self::LAYOUT.total_size {
+                if !Self::could_be_ours(size) {
                     Occupant::Keep(format!(
-                        "segment id {id} ({} bytes) holds no neocortex header; it was left \
-                         untouched",
-                        ds.shm_segsz
+                        "segment id {id} ({size} bytes) holds no neocortex header; it was left \
+                         untouched"
                     ))
-                } else if creator_alive_at(ds.shm_cpid, ds.shm_ctime) {
+                } else if kernel.0 <= 0 || creator_alive_at(kernel.0, kernel.1) {
                     Occupant::Keep(format!(
                         "segment id {id} is being created by pid {}",
-                        ds.shm_cpid
+                        kernel.0
                     ))
                 } else {
                     Occupant::Debris {
                         id,
-                        creator: ds.shm_cpid,
+                        creator: kernel.0,
                     }
                 }
             }
             Ok(state) if header.format().is_ok() => {
-                let creator = header.creator();
-                let ours =
-                    header.descriptor().lock_tag == Self::expected().map_or(0, |d| d.lock_tag);
-                if creator.pid != ds.shm_cpid {
-                    Occupant::Keep(format!(
-                        "segment id {id} names creator pid {} but the kernel says {} (another \
-                         pid namespace, or a forged header); left untouched",
-                        creator.pid, ds.shm_cpid
-                    ))
-                } else if creator.is_alive() {
-                    Occupant::Keep(format!(
-                        "segment id {id} belongs to the running process {}",
-                        creator.pid
-                    ))
-                } else if !ours {
-                    Occupant::Keep(format!(
-                        "segment id {id} (creator pid {} is dead) uses another lock kind ({}); \
-                         remove it with that lock type",
-                        creator.pid,
-                        header.descriptor().lock_name.to_text()
-                    ))
-                } else if state == InitState::Ready {
-                    Occupant::Orphan {
-                        id,
-                        creator: creator.pid,
-                    }
-                } else {
-                    Occupant::Debris {
-                        id,
-                        creator: creator.pid,
-                    }
+                let creator = header.creator().identity.pid;
+                let ours = header.descriptor().map(|d| d.lock_tag) == Some(Self::lock_tag());
+                match creator_alive(header, kernel) {
+                    None => Occupant::Keep(format!(
+                        "segment id {id}: whether its creator (pid {creator}) lives cannot be \
+                         told from here (another pid namespace); left untouched"
+                    )),
+                    Some(true) => Occupant::Keep(format!(
+                        "segment id {id} belongs to the running process {creator}"
+                    )),
+                    Some(false) if !ours => Occupant::Keep(format!(
+                        "segment id {id} (creator pid {creator} is gone) uses another lock kind \
+                         ({}); remove it with that lock type",
+                        header
+                            .descriptor()
+                            .map_or_else(|| "unknown".into(), |d| d.lock_name.to_text())
+                    )),
+                    Some(false) if state == InitState::Ready => Occupant::Orphan { id, creator },
+                    Some(false) => Occupant::Debris { id, creator },
                 }
             }
             _ => Occupant::Keep(format!(
@@ -116,68 +158,105 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
                     .err()
                     .unwrap_or_else(|| "unknown state word".into())
             )),
-        };
-        // SAFETY: `header` is not used after this; the mapping was made above for inspection.
-        if let Err(e) = unsafe { map.unmap(key, "inspect segment") } {
-            tracing::error!(%e, "could not detach a segment attached for inspection");
         }
-        verdict
     }
 
-    /// Removes the segment and then the lock of a stale occupant (dead creator, none
-    /// attached). A segment someone else removed meanwhile is fine: the key is free.
+    /// Removes the segment and then the lock and members of a stale occupant (creator gone,
+    /// none attached). A segment someone else removed meanwhile is fine: the key is free.
     pub(super) fn remove_occupant(key: Key, id: i32) -> CortexResult<()> {
         let op = "reclaim stale segment";
         let gone = |e: &SysError| e.errno == Errno::EINVAL || e.errno == Errno::EIDRM;
+        let _span =
+            tracing::debug_span!("remove stale", %key, shmid = id, lock = L::KIND).entered();
         let ds = match shm::stat(id) {
             Ok(ds) => ds,
             Err(e) if gone(&e) => return Ok(()),
-            Err(e) => return Err(CortexError::clean(op, key, e)),
+            Err(e) => return Err(CortexError::clean(op, key.raw(), e.os())),
         };
-        let map = match Mapping::attach(id, ds.shm_segsz as u64) {
+        let map = match Mapping::attach(id, ds.shm_segsz as u64, false) {
             Ok(map) => map,
             Err(e) if gone(&e) => return Ok(()),
-            Err(e) => return Err(CortexError::clean(op, key, e)),
+            Err(e) => return Err(CortexError::clean(op, key.raw(), e.os())),
         };
         // Someone may have attached since the inspection: then it is not stale any more.
         let attached = shm::stat(id).map(|ds| ds.shm_nattch).unwrap_or(0);
         let removed = if attached > 1 {
             Err(CortexError::Occupied {
-                key,
-                reason: format!("segment id {id} was attached to while being reclaimed"),
+                key: key.raw(),
+                reason: format!(
+                    "segment id {id} was attached to while being reclaimed; it is in use again"
+                ),
             })
         } else {
-            match shm::remove(id) {
+            // SAFETY: the segment is stale: its creator is gone and nobody but this process
+            // (which only inspects it) is attached, so nobody relies on it.
+            match unsafe { shm::remove(id) } {
                 Ok(()) => Ok(()),
                 Err(e) if gone(&e) => Ok(()),
-                Err(e) => Err(CortexError::dirty(op, key, e, vec![Leftover::Segment(id)])),
+                Err(e) => Err(CortexError::dirty(
+                    op,
+                    key.raw(),
+                    e.os(),
+                    vec![Leftover::Segment(id)],
+                )),
             }
         };
-        // The lock goes only with the segment, and only when the header names our lock kind.
         let mut lock = Ok(());
+        let mut set = Ok(());
         let header = map.header();
         if removed.is_ok() && header.format().is_ok() {
-            if let Some(expected) = Self::expected() {
-                let d = header.descriptor();
-                if d.lock_tag == expected.lock_tag
-                    && d.layout.lock_offset == expected.layout.lock_offset
-                    && expected.layout.lock_offset + size_of::<L::State>() as u64 <= map.size()
-                {
-                    // SAFETY: the offset is aligned for L::State (same layout as ours, checked
-                    // above), inside the segment (checked against its real size) and
-                    // L::State: ShmSafe is valid for every bit pattern.
-                    let state = unsafe { map.at::<L::State>(expected.layout.lock_offset).as_ref() };
-                    lock = L::destroy(key, state);
-                }
+            header.mark_removed();
+            let members_id = header.members_id();
+            // The lock goes with the segment only when the header names our lock kind at our
+            // offset, inside the segment.
+            let descriptor = header.descriptor();
+            let lock_offset = Self::OFFSETS.lock_offset;
+            if descriptor.map(|d| (d.lock_tag, d.layout.lock_offset))
+                == Some((Self::lock_tag(), lock_offset))
+                && lock_offset + size_of::<L::State>() as u64 <= map.size()
+            {
+                // Only destroy uses it, and destroy needs no slot.
+                let membership = Membership::new(members_id.unwrap_or(-1), 0);
+                let cx = LockContext::new(key.raw(), &membership, header, map.members());
+                // SAFETY: the offset is this layout's (aligned for L::State: `CHECKS` holds,
+                // it was evaluated by `plan` before any reclaim), inside the segment (checked
+                // against its real size) and L::State: ShmSafe is valid for every bit pattern.
+                let state = unsafe { map.at::<L::State>(lock_offset).as_ref() };
+                lock = L::destroy(&cx, state);
+            }
+            if let Some(members_id) = members_id {
+                set = match members::remove_set(members_id) {
+                    Ok(()) => Ok(()),
+                    Err(e) if gone(&e) => Ok(()),
+                    Err(e) => Err(CortexError::dirty(
+                        op,
+                        key.raw(),
+                        e.os(),
+                        vec![Leftover::SemaphoreSet(members_id)],
+                    )),
+                };
             }
         }
         // SAFETY: last use of this mapping; `header` and `state` are not used afterwards.
-        let unmapped = unsafe { map.unmap(key, op) };
-        CortexError::combine([removed, lock, unmapped])
+        let unmapped = unsafe { map.unmap(key.raw(), op) };
+        CortexError::combine([removed, lock, set, unmapped])
     }
 
     /// Removes the segment on `key` and its lock, but only if it is stale: its creator is
-    /// dead (pid and start time) and no process is attached.
+    /// gone and no process is attached.
+    ///
+    /// ```
+    /// use neocortex::{Cortex, ErrorKind, Semaphore};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let live: Cortex<u64, Semaphore> = Cortex::new(key, 1, None)?;
+    /// // Its creator (this process) lives: not stale, left alone.
+    /// let kept = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
+    /// assert_eq!(kept.kind(), ErrorKind::AlreadyExists);
+    /// live.detach()?; // the creator lets go: now it is an orphan
+    /// Cortex::<u64, Semaphore>::remove_stale(key)?;
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -186,21 +265,27 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     pub fn remove_stale(key: i32) -> CortexResult<()> {
         let key = Key(key);
         Self::check_key(key)?;
+        // The layout checks (alignment, size) hold before any state of L is looked at.
+        Self::plan(key, 0)?;
         match Self::inspect(key) {
             Occupant::Gone => Err(CortexError::clean_with_hint(
                 "remove stale segment",
-                key,
+                key.raw(),
                 ErrorKind::NotFound,
                 SysError {
                     call: "shmget",
                     errno: Errno::ENOENT,
-                },
+                }
+                .os(),
                 "nothing is on the key",
             )),
             Occupant::Debris { id, .. } | Occupant::Orphan { id, .. } => {
                 Self::remove_occupant(key, id)
             }
-            Occupant::Keep(reason) => Err(CortexError::Occupied { key, reason }),
+            Occupant::Keep(reason) => Err(CortexError::Occupied {
+                key: key.raw(),
+                reason,
+            }),
         }
     }
 }
