@@ -5,16 +5,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_gone, fork, unique_key, Pipe};
+use common::{fork, unique_key, Made, Pipe};
 use neocortex::{Cortex, ErrorKind, Semaphore};
 use neocortex_sys::sem;
 
 #[test]
 fn every_access_after_ipcrm_is_lock_removed_and_drops_do_not_panic() {
+    let _guard = common::watchdog();
     let key = unique_key("every_access_after_ipcrm");
     let owner: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
     let other: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
-    let (shm_id, sem_id) = (owner.segment_id(), owner.raw_lock().id());
+    let made = Made::of(&owner);
+    let sem_id = made.sets[0];
     sem::remove(sem_id).unwrap(); // what `ipcrm -s` does
     for err in [
         owner.read().unwrap_err(),
@@ -38,14 +40,16 @@ fn every_access_after_ipcrm_is_lock_removed_and_drops_do_not_panic() {
     );
     drop(other);
     drop(owner); // removes the segment; the missing semaphore is only a warning
-    assert_gone(key, &[shm_id], &[sem_id]);
+    made.assert_gone();
 }
 
 #[test]
 fn a_blocked_waiter_is_woken_with_lock_removed() {
+    let _guard = common::watchdog();
     let key = unique_key("a_blocked_waiter_is_woken");
     let owner: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
-    let (shm_id, sem_id) = (owner.segment_id(), owner.raw_lock().id());
+    let made = Made::of(&owner);
+    let sem_id = made.sets[0];
     let guard = owner.lock().unwrap();
     let waiting = Pipe::new();
     let child = fork(|| {
@@ -61,10 +65,10 @@ fn a_blocked_waiter_is_woken_with_lock_removed() {
         code
     });
     waiting.recv();
-    std::thread::sleep(Duration::from_millis(50));
+    common::wait_until_waiting_for_lock(child.pid());
     sem::remove(sem_id).unwrap();
     child.expect_success("woken by the removal");
     drop(guard); // releasing a removed lock logs a warning, no panic
     drop(owner);
-    assert_gone(key, &[shm_id], &[sem_id]);
+    made.assert_gone();
 }

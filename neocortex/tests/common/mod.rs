@@ -559,6 +559,7 @@ fn unshare_ipc() -> bool {
 /// else runs on the machine. A panic in `body` fails the test. When no namespace can be had
 /// the test is skipped loudly (and fails under [`REQUIRE_PRIVILEGED_ENV`]); returns whether
 /// the body ran.
+#[track_caller]
 pub fn in_private_ipc_namespace(body: impl FnOnce()) -> bool {
     let child = fork(|| {
         if !unshare_ipc() {
