@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{assert_gone, fork, unique_key, Exit};
+use common::{fork, unique_key, Exit, LockObjects, Made};
 use neocortex::{Cortex, CortexSync, ErrorKind, Mutex, Semaphore};
 
 /// Attaches to `key` from a grandchild in a new pid namespace, holding the lock if it can;
@@ -38,7 +38,7 @@ fn attach_from_another_pid_namespace<L: CortexSync>(key: i32) -> Exit {
     child.wait()
 }
 
-fn check<L: CortexSync>(name: &str, expected: Exit, value: u64) {
+fn check<L: CortexSync + LockObjects>(name: &str, expected: Exit, value: u64) {
     let key = unique_key(name);
     let cortex: Cortex<u64, L> = Cortex::new(key, 0, None).unwrap();
     let guard = cortex.lock().unwrap();
@@ -46,7 +46,7 @@ fn check<L: CortexSync>(name: &str, expected: Exit, value: u64) {
         drop(guard);
         let outcome = attach_from_another_pid_namespace::<L>(key);
         if outcome == Exit::Code(77) {
-            eprintln!("skipped: no new pid namespace here");
+            common::skip("no new pid namespace here: unshare(CLONE_NEWPID) was refused");
         } else {
             assert_eq!(outcome, expected);
             assert_eq!(cortex.read().unwrap(), value);
@@ -55,24 +55,26 @@ fn check<L: CortexSync>(name: &str, expected: Exit, value: u64) {
         // The holder is alive and holding: the other namespace must not take over.
         let outcome = attach_from_another_pid_namespace::<L>(key);
         if outcome == Exit::Code(77) {
-            eprintln!("skipped: no new pid namespace here");
+            common::skip("no new pid namespace here: unshare(CLONE_NEWPID) was refused");
         } else {
             assert_eq!(outcome, expected);
         }
         drop(guard);
         assert_eq!(cortex.read().unwrap(), value);
     }
-    let id = cortex.segment_id();
+    let made = Made::of(&cortex);
     drop(cortex);
-    assert_gone(key, &[id], &[]);
+    made.assert_gone();
 }
 
 #[test]
 fn a_mutex_refuses_an_attacher_in_another_pid_namespace() {
+    let _guard = common::watchdog();
     check::<Mutex>("mutex_other_pid_namespace", Exit::Code(10), 0);
 }
 
 #[test]
 fn a_semaphore_works_across_pid_namespaces() {
+    let _guard = common::watchdog();
     check::<Semaphore>("semaphore_other_pid_namespace", Exit::Code(0), 1);
 }

@@ -9,11 +9,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_gone, fork, unique_key, Exit, Pipe};
+use common::{fork, semaphore_set_ids, unique_key, Exit, LockObjects, Made, Pipe, LOCK_WAIT};
 use neocortex::{Cortex, CortexResult, CortexSync, ErrorKind, Key, Permission, Semaphore, Wait};
 
 #[test]
 fn eight_racing_creators_one_winner_per_round() {
+    let _guard = common::watchdog();
     let key = unique_key("eight_racing_creators");
     for round in 0..100 {
         let go = Pipe::new();
@@ -52,9 +53,9 @@ fn eight_racing_creators_one_winner_per_round() {
             pids.contains(&(winner.read().unwrap() as i32)),
             "round {round}: the winner's value"
         );
-        let ids = (winner.segment_id(), winner.raw_lock().id());
+        let made = Made::of(&winner);
         winner.remove().unwrap();
-        assert_gone(key, &[ids.0], &[ids.1]);
+        made.assert_gone();
     }
 }
 
@@ -70,6 +71,12 @@ neocortex::shm_safe! {
 /// control proving the torn-read check below can fail.
 #[derive(Debug)]
 struct NoLock;
+
+impl LockObjects for NoLock {
+    fn semaphore_sets(&self) -> Vec<i32> {
+        Vec::new()
+    }
+}
 
 neocortex::shm_safe! {
     /// Nothing: the no-lock has no state.
@@ -104,13 +111,14 @@ unsafe impl CortexSync for NoLock {
 }
 
 /// Two writers and four readers on a page for `duration`; returns (torn reads seen, final
-/// value, writes done).
-fn page_torture<L: CortexSync>(
+/// value, writes done). Checks that the segment and its lock are gone afterwards.
+fn page_torture<L: CortexSync + LockObjects>(
     key: i32,
     duration: Duration,
     writes_per_writer: u64,
 ) -> (u64, u64, u64) {
     let cortex: Cortex<Page, L> = Cortex::new_zeroed(key, None).unwrap();
+    let made = Made::of(&cortex);
     let go = Pipe::new();
     let torn = Pipe::new();
     let writers: Vec<_> = (0..2)
@@ -162,50 +170,55 @@ fn page_torture<L: CortexSync>(
     for child in writers.into_iter().chain(readers) {
         child.expect_success("writer or reader");
     }
-    let value = cortex.lock().unwrap().words[0];
+    let value = cortex.lock_timeout(LOCK_WAIT).unwrap().words[0];
     drop(cortex);
+    made.assert_gone();
     (torn_count, value, 2 * writes_per_writer)
 }
 
-fn never_torn<L: CortexSync>(name: &str) {
+fn never_torn<L: CortexSync + LockObjects>(name: &str) {
     let key = unique_key(name);
     let (torn, value, writes) = page_torture::<L>(key, Duration::from_millis(300), 2_000);
     assert_eq!(torn, 0, "no reader saw a half-written page");
     assert_eq!(value, writes, "no update was lost");
-    assert_gone(key, &[], &[]);
 }
 
 #[test]
 fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_semaphore() {
+    let _guard = common::watchdog();
     never_torn::<Semaphore>("never_torn_semaphore");
 }
 
 #[test]
 fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_rw_semaphore() {
+    let _guard = common::watchdog();
     never_torn::<neocortex::RwSemaphore>("never_torn_rw_semaphore");
 }
 
 #[test]
 fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_mutex() {
+    let _guard = common::watchdog();
     never_torn::<neocortex::Mutex>("never_torn_mutex");
 }
 
 #[test]
 fn without_a_lock_the_same_check_catches_violations() {
+    let _guard = common::watchdog();
     let key = unique_key("without_a_lock_the_same_check");
     let (torn, value, writes) = page_torture::<NoLock>(key, Duration::from_secs(2), 50_000);
     assert!(
         torn > 0 || value < writes,
         "the negative control must see torn reads or lost updates"
     );
-    assert_gone(key, &[], &[]);
 }
 
 #[test]
 fn holders_that_exit_or_die_at_random_points_always_leave_the_lock_free() {
+    let _guard = common::watchdog();
     let key = unique_key("holders_that_exit_or_die");
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 0, None).unwrap();
-    let sem_id = cortex.raw_lock().id();
+    let made = Made::of(&cortex);
+    let sem_id = semaphore_set_ids(&cortex)[0];
     let mut seed = u64::from(std::process::id()) | 1;
     let mut random = move |n: u64| {
         seed ^= seed << 13;
@@ -243,9 +256,9 @@ fn holders_that_exit_or_die_at_random_points_always_leave_the_lock_free() {
             1,
             "round {round}: free again"
         );
-        let mut g = cortex.lock_timeout(Duration::from_secs(2)).unwrap();
+        let mut g = cortex.lock_timeout(LOCK_WAIT).unwrap();
         g.mark_consistent();
     }
     drop(cortex);
-    assert_gone(key, &[], &[sem_id]);
+    made.assert_gone();
 }
