@@ -497,10 +497,12 @@ impl Membership {
     }
 
     /// Gives back what this process claimed through this handle (not what a parent did).
-    pub(crate) fn leave(&self, key: i32) {
+    /// With `keep_token`, the token stays claimed until the process exits: a creator that
+    /// detaches keeps saying "my creator lives" for as long as it runs.
+    pub(crate) fn leave(&self, key: i32, keep_token: bool) {
         let pid = current_pid();
         let cached = self.token.swap(0, Ordering::AcqRel);
-        if cached >> 32 == u64::from(pid as u32) {
+        if !keep_token && cached >> 32 == u64::from(pid as u32) {
             if let Some(token) = Token::from_raw(cached as u32) {
                 if let Err(e) = release(self.set, token) {
                     tracing::debug!(key, error = %e, "could not give back a member slot");
@@ -584,7 +586,7 @@ mod tests {
                 .collect();
             assert_eq!(held, [tokens[0].slot()]);
             assert!(is_alive(set.0, tokens[0]).expect("alive"));
-            membership.leave(1);
+            membership.leave(1, false);
             assert!(!is_alive(set.0, tokens[0]).expect("released"));
         }
     }

@@ -8,7 +8,7 @@
 //! ```
 //! use neocortex::{Cortex, Semaphore};
 //!
-//! # let key = 0x4e43_0001;
+//! # let key = neocortex::random_key()?;
 //! // Creating a segment of shared memory (removed when `cortex_1` drops).
 //! let data: f64 = 42.0;
 //! let cortex_1: Cortex<_, Semaphore> = Cortex::new(key, data, None)?;
@@ -29,7 +29,7 @@
 //! ```
 //! use neocortex::{Cortex, Semaphore, SemaphorePermission, SemaphoreSettings};
 //!
-//! # let key = 0x4e43_0002;
+//! # let key = neocortex::random_key()?;
 //! let settings = SemaphoreSettings { mode: SemaphorePermission::OwnerAndGroup };
 //! let cortex: Cortex<_, Semaphore> = Cortex::new(key, 42.0_f64, Some(&settings))?;
 //! # Ok::<(), neocortex::CortexError>(())

@@ -4,22 +4,23 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{assert_gone, fork, unique_key};
+use common::{assert_gone, fork, semaphore_set_ids, unique_key, Made};
 use neocortex::{
     Cortex, CortexBuilder, ErrorKind, Semaphore, SemaphorePermission, SemaphoreSettings,
 };
 
 fn ids(c: &Cortex<impl neocortex::ShmSafe, Semaphore>) -> (Vec<i32>, Vec<i32>) {
-    (vec![c.segment_id()], c.semaphore_sets())
+    let made = Made::of(c);
+    (made.segments, made.sets)
 }
 
-/// The permission bits of the segment and of its members set.
+/// The permission bits of the segment and of its semaphore set.
 fn modes(c: &Cortex<impl neocortex::ShmSafe, Semaphore>) -> (u16, u16) {
     let shm = neocortex_sys::shm::stat(c.segment_id())
         .expect("stat the segment")
         .shm_perm
         .mode;
-    let sem = neocortex_sys::sem::stat(c.members_set_id())
+    let sem = neocortex_sys::sem::stat(semaphore_set_ids(c)[0])
         .expect("stat the set")
         .sem_perm
         .mode;
@@ -28,6 +29,7 @@ fn modes(c: &Cortex<impl neocortex::ShmSafe, Semaphore>) -> (u16, u16) {
 
 #[test]
 fn seed_readme_example() {
+    let _guard = common::watchdog();
     let key = unique_key("seed_readme_example");
     let data: f64 = 42.0;
     let cortex_1: Cortex<_, Semaphore> = Cortex::new(key, data, None).unwrap();
@@ -42,6 +44,7 @@ fn seed_readme_example() {
 
 #[test]
 fn seed_readme_permissions_govern_segment_and_lock() {
+    let _guard = common::watchdog();
     let key = unique_key("seed_readme_permissions");
     let settings = SemaphoreSettings {
         mode: SemaphorePermission::OwnerAndGroup,
@@ -62,6 +65,7 @@ fn seed_readme_permissions_govern_segment_and_lock() {
 
 #[test]
 fn second_process_attaches_reads_and_writes() {
+    let _guard = common::watchdog();
     let key = unique_key("second_process_attaches");
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 7, None).unwrap();
     let child = fork(move || {
@@ -95,6 +99,7 @@ fn second_process_attaches_reads_and_writes() {
 
 #[test]
 fn attach_after_owner_dropped_is_not_found() {
+    let _guard = common::watchdog();
     let key = unique_key("attach_after_owner_dropped");
     let cortex: Cortex<u32, Semaphore> = Cortex::new(key, 1, None).unwrap();
     let (shm, sem) = ids(&cortex);
@@ -102,11 +107,6 @@ fn attach_after_owner_dropped_is_not_found() {
     let err = Cortex::<u32, Semaphore>::attach(key).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(!err.is_dirty());
-    let text = err.to_string();
-    assert!(
-        text.contains(&format!("key {key}")) && text.contains("create it first"),
-        "{text}"
-    );
     // The failed call is the source, not repeated in the message.
     let source = std::error::Error::source(&err).map(ToString::to_string);
     assert!(
@@ -115,11 +115,17 @@ fn attach_after_owner_dropped_is_not_found() {
             .is_some_and(|s| s.starts_with("shmget failed")),
         "{source:?}"
     );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("key {key}")) && text.contains("create it first"),
+        "{text}"
+    );
     assert_gone(key, &shm, &sem);
 }
 
 #[test]
 fn attach_in_another_process_after_owner_exit_is_not_found() {
+    let _guard = common::watchdog();
     let key = unique_key("attach_after_owner_exit");
     let owner = fork(move || match Cortex::<u32, Semaphore>::new(key, 5, None) {
         Ok(c) => {
@@ -136,6 +142,7 @@ fn attach_in_another_process_after_owner_exit_is_not_found() {
 
 #[test]
 fn twenty_threads_attach_at_once() {
+    let _guard = common::watchdog();
     let key = unique_key("twenty_threads_attach");
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 0, None).unwrap();
     let barrier = Arc::new(std::sync::Barrier::new(20));
@@ -167,6 +174,7 @@ fn twenty_threads_attach_at_once() {
 
 #[test]
 fn forked_child_never_releases_or_removes_what_its_parent_owns() {
+    let _guard = common::watchdog();
     let key = unique_key("forked_child_never_releases");
     let owner: Cortex<u64, Semaphore> = Cortex::new(key, 11, None).unwrap();
     let (shm, sem) = ids(&owner);
@@ -211,6 +219,7 @@ fn forked_child_never_releases_or_removes_what_its_parent_owns() {
 
 #[test]
 fn builder_with_key_random_key_and_settings() {
+    let _guard = common::watchdog();
     let key = unique_key("builder_with_key");
     let a = CortexBuilder::new(42.0_f64)
         .key(key)
@@ -241,7 +250,7 @@ fn builder_with_key_random_key_and_settings() {
     let (k2, shm, sem) = (
         b.key(),
         [a.segment_id(), b.segment_id()],
-        [a.semaphore_sets(), b.semaphore_sets()].concat(),
+        [semaphore_set_ids(&a), semaphore_set_ids(&b)].concat(),
     );
     drop((a, b));
     assert_gone(key, &shm, &sem);
@@ -250,6 +259,7 @@ fn builder_with_key_random_key_and_settings() {
 
 #[test]
 fn force_ownership_adopts_a_kept_segment() {
+    let _guard = common::watchdog();
     let key = unique_key("force_ownership_adopts");
     let first: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
     let (shm, sem) = ids(&first);
@@ -276,6 +286,7 @@ fn force_ownership_adopts_a_kept_segment() {
 
 #[test]
 fn explicit_remove_and_detach_return_results() {
+    let _guard = common::watchdog();
     let key = unique_key("explicit_remove");
     let owner: Cortex<u64, Semaphore> = Cortex::new(key, 3, None).unwrap();
     let other: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
@@ -290,6 +301,7 @@ fn explicit_remove_and_detach_return_results() {
 
 #[test]
 fn key_zero_is_refused() {
+    let _guard = common::watchdog();
     let err = Cortex::<u64, Semaphore>::new(0, 1, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("IPC_PRIVATE"), "{err}");
@@ -299,6 +311,7 @@ fn key_zero_is_refused() {
 
 #[test]
 fn negative_keys_work() {
+    let _guard = common::watchdog();
     let key = -unique_key("negative_keys_work");
     let c: Cortex<i64, Semaphore> = Cortex::new(key, -5, None).unwrap();
     assert_eq!(
@@ -323,6 +336,7 @@ neocortex::shm_safe! {
 
 #[test]
 fn a_64_mib_value_is_made_and_written_in_place() {
+    let _guard = common::watchdog();
     let key = unique_key("a_64_mib_value");
     let cortex: Cortex<Big, Semaphore> = Cortex::new_with(key, None, |big: &mut Big| {
         big.words[0] = 1;
@@ -358,6 +372,7 @@ fn a_64_mib_value_is_made_and_written_in_place() {
 
 #[test]
 fn a_panicking_initialiser_leaves_nothing() {
+    let _guard = common::watchdog();
     let key = unique_key("a_panicking_initialiser");
     let result = std::panic::catch_unwind(|| {
         let _ = Cortex::<u64, Semaphore>::new_with(key, None, |_| panic!("init failed"));

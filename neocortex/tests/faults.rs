@@ -1,43 +1,31 @@
 //! Fault injection at every step of creation: a creator killed anywhere leaves nothing that
 //! an attacher mistakes for ready, and the next `new` reclaims it; a failed step is
 //! `CleanSystem` with nothing left, or `DirtySystem` naming exactly what is left.
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers: an unexpected error fails the test with its message"
-)]
+//!
+//! These tests compare every SysV object before and after, so each runs its body in a
+//! private IPC namespace (`common::in_private_ipc_namespace`), where every object is its
+//! own: exact whatever else runs on the machine. The failure points are armed only inside
+//! those forked children, never in the test process itself.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 
-use common::{assert_gone, fork, unique_key, Exit};
-use neocortex::{Cortex, CortexError, ErrorKind, Leftover, Semaphore};
+use common::{assert_gone, capture_logs, fork, in_private_ipc_namespace, unique_key, Exit, Made};
+use neocortex::{Cortex, CortexError, CortexSync, ErrorKind, Leftover, RwSemaphore, Semaphore};
 use neocortex_core::failpoints::{self, Action};
-use neocortex_sys::shm;
+use neocortex_sys::{sem, shm};
 
-/// These tests compare the machine's SysV objects before and after; run them one by one.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn ids(path: &str) -> BTreeSet<i32> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .collect()
-}
-
-/// Segment and semaphore-set ids on the machine.
+/// Segment and semaphore-set ids in this test's private IPC namespace.
 fn objects() -> (BTreeSet<i32>, BTreeSet<i32>) {
-    (ids("/proc/sysvipc/shm"), ids("/proc/sysvipc/sem"))
+    let (segments, sets) = common::namespace_objects();
+    (segments.into_iter().collect(), sets.into_iter().collect())
 }
 
-const KILL_POINTS: [&str; 7] = [
+const KILL_POINTS: [&str; 6] = [
     "create.shmget",
     "create.shmat",
     "create.after_header",
-    "create.members",
     "create.lock",
     "create.after_lock",
     "create.before_publish",
@@ -45,129 +33,206 @@ const KILL_POINTS: [&str; 7] = [
 
 #[test]
 fn a_creator_killed_at_every_step_is_never_seen_ready_and_is_reclaimed() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for point in KILL_POINTS {
-        let key = unique_key(point);
-        let before = objects();
-        let child = fork(move || {
-            failpoints::set(point, Some(Action::Kill));
-            let _ = Cortex::<u64, Semaphore>::new(key, 1, None);
-            2
-        });
-        assert_eq!(
-            child.wait(),
-            Exit::Signal(libc::SIGKILL),
-            "{point}: the creator died there"
-        );
-        match Cortex::<u64, Semaphore>::attach(key) {
-            Err(e) if point == "create.shmget" => {
-                assert_eq!(e.kind(), ErrorKind::NotFound, "{point}: {e}")
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        for point in KILL_POINTS {
+            let key = unique_key(&format!("a_creator_killed_at::{point}"));
+            let before = objects();
+            let child = fork(move || {
+                failpoints::set(point, Some(Action::Kill));
+                let _ = Cortex::<u64, Semaphore>::new(key, 1, None);
+                2
+            });
+            assert_eq!(
+                child.wait(),
+                Exit::Signal(libc::SIGKILL),
+                "{point}: the creator died there"
+            );
+            match Cortex::<u64, Semaphore>::attach(key) {
+                Err(e) if point == "create.shmget" => {
+                    assert_eq!(e.kind(), ErrorKind::NotFound, "{point}: {e}")
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::NotInitialized, "{point}: {e}");
+                    assert!(
+                        e.to_string().contains("died before finishing"),
+                        "{point}: {e}"
+                    );
+                }
+                Ok(_) => panic!("{point}: a half-made segment was attached as ready"),
             }
-            Err(e) => {
-                assert_eq!(e.kind(), ErrorKind::NotInitialized, "{point}: {e}");
-                assert!(
-                    e.to_string().contains("died before finishing"),
-                    "{point}: {e}"
-                );
-            }
-            Ok(_) => panic!("{point}: a half-made segment was attached as ready"),
+            let cortex: Cortex<u64, Semaphore> =
+                Cortex::new(key, 2, None).unwrap_or_else(|e| panic!("{point}: {e}"));
+            assert_eq!(cortex.read().unwrap(), 2);
+            let made = Made::of(&cortex);
+            drop(cortex);
+            made.assert_gone();
+            assert_eq!(
+                objects(),
+                before,
+                "{point}: the dead creator's objects were all reclaimed"
+            );
         }
-        let cortex: Cortex<u64, Semaphore> =
-            Cortex::new(key, 2, None).unwrap_or_else(|e| panic!("{point}: {e}"));
-        assert_eq!(cortex.read().unwrap(), 2);
-        let mine = (cortex.segment_id(), cortex.semaphore_sets());
-        drop(cortex);
-        assert_gone(key, &[mine.0], &mine.1);
-        assert_eq!(
-            objects(),
-            before,
-            "{point}: the dead creator's objects were all reclaimed"
-        );
-    }
+    });
 }
 
 #[test]
 fn an_error_at_every_step_is_clean_with_nothing_left() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cases = [
-        ("create.shmget", libc::ENOSPC, ErrorKind::LimitReached),
-        ("create.shmat", libc::ENOMEM, ErrorKind::LimitReached),
-        ("create.members", libc::ENOSPC, ErrorKind::LimitReached),
-        ("create.lock", libc::ENOSPC, ErrorKind::LimitReached),
-        ("create.lock", libc::EACCES, ErrorKind::PermissionDenied),
-    ];
-    for (point, errno, kind) in cases {
-        let key = unique_key(point);
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let cases = [
+            ("create.shmget", libc::ENOSPC, ErrorKind::LimitReached),
+            ("create.shmat", libc::ENOMEM, ErrorKind::LimitReached),
+            ("create.lock", libc::ENOSPC, ErrorKind::LimitReached),
+            ("create.lock", libc::EACCES, ErrorKind::PermissionDenied),
+        ];
+        for (point, errno, kind) in cases {
+            let key = unique_key(&format!("an_error_at::{point}::{errno}"));
+            let before = objects();
+            failpoints::set(point, Some(Action::Errno(errno)));
+            let result = Cortex::<u64, Semaphore>::new(key, 1, None);
+            failpoints::set(point, None);
+            let err = result.expect_err(point);
+            assert!(
+                matches!(err, CortexError::CleanSystem { .. }),
+                "{point}: {err:?}"
+            );
+            assert_eq!(err.kind(), kind, "{point}: {err}");
+            assert_eq!(err.raw_os_error(), Some(errno));
+            assert_eq!(objects(), before, "{point}: a clean error left nothing");
+            assert_gone(key, &[], &[]);
+        }
+    });
+}
+
+/// Creation fails (a panic at a failure point, or in the user's initialiser) after the
+/// lock's semaphore set exists: the rollback removes the set as well as the segment.
+/// `sets`: the semaphore sets a segment with lock `L` has (the members set, and the lock's).
+fn a_failure_after_the_lock_removes_its_set<L: CortexSync>(lock: &str, sets: usize) {
+    for (case, point) in [
+        ("panic after the lock", Some("create.after_lock")),
+        ("panic before publishing", Some("create.before_publish")),
+        ("panic in the initialiser", None),
+    ] {
+        let key = unique_key(&format!("a_failure_after_the_lock::{lock}::{case}"));
         let before = objects();
-        failpoints::set(point, Some(Action::Errno(errno)));
-        let result = Cortex::<u64, Semaphore>::new(key, 1, None);
-        failpoints::set(point, None);
-        let err = result.expect_err(point);
-        assert!(
-            matches!(err, CortexError::CleanSystem { .. }),
-            "{point}: {err:?}"
+        if let Some(point) = point {
+            failpoints::set(point, Some(Action::Panic));
+        }
+        let mut sets_during_init = Vec::new();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Cortex::<u64, L>::new_with(key, None, |v| {
+                // In this namespace every set is this creation's.
+                sets_during_init = common::namespace_objects().1;
+                if point.is_none() {
+                    panic!("the initialiser fails");
+                }
+                *v = 1;
+            })
+        }));
+        if let Some(point) = point {
+            failpoints::set(point, None);
+        }
+        assert!(result.is_err(), "{lock}, {case}: the creation panicked");
+        if point != Some("create.after_lock") {
+            assert_eq!(
+                sets_during_init.len(),
+                sets,
+                "{lock}, {case}: the members' and the lock's sets existed while initialising"
+            );
+        }
+        for &id in &sets_during_init {
+            assert!(
+                sem::stat(id).is_err(),
+                "{lock}, {case}: semaphore set {id} was left by the rollback"
+            );
+        }
+        assert_eq!(
+            objects(),
+            before,
+            "{lock}, {case}: no segment and no semaphore set left"
         );
-        assert_eq!(err.kind(), kind, "{point}: {err}");
-        assert_eq!(err.raw_os_error(), Some(errno));
-        assert_eq!(objects(), before, "{point}: a clean error left nothing");
-        assert_gone(key, &[], &[]);
+        assert_gone(key, &[], &sets_during_init);
     }
 }
 
 #[test]
+fn a_failure_after_the_lock_is_made_removes_its_semaphore_set() {
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        a_failure_after_the_lock_removes_its_set::<Semaphore>("Semaphore", 1);
+        a_failure_after_the_lock_removes_its_set::<neocortex::SysvSemaphore>("SysvSemaphore", 2);
+        a_failure_after_the_lock_removes_its_set::<RwSemaphore>("RwSemaphore", 2);
+    });
+}
+
+#[test]
 fn a_failed_rollback_is_dirty_and_names_exactly_what_is_left() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let key = unique_key("a_failed_rollback_is_dirty");
-    let before = objects();
-    failpoints::set("create.lock", Some(Action::Errno(libc::ENOSPC)));
-    failpoints::set("create.rollback_rmid", Some(Action::Errno(libc::EPERM)));
-    let result = Cortex::<u64, Semaphore>::new(key, 1, None);
-    failpoints::set("create.lock", None);
-    failpoints::set("create.rollback_rmid", None);
-    let err = result.unwrap_err();
-    assert!(err.is_dirty(), "{err:?}");
-    let (shm_now, sem_now) = objects();
-    let new_segments: Vec<i32> = shm_now.difference(&before.0).copied().collect();
-    assert_eq!(sem_now, before.1, "no semaphore set was left");
-    assert_eq!(new_segments.len(), 1);
-    assert_eq!(
-        err.leftovers(),
-        &[Leftover::Segment(new_segments[0])],
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .contains(&format!("ipcrm -m {}", new_segments[0])),
-        "{err}"
-    );
-    // A person follows the message.
-    // SAFETY: the segment this test's failed creation left; nobody uses it.
-    unsafe { shm::remove(new_segments[0]) }.unwrap();
-    assert_eq!(objects(), before);
-    assert_gone(key, &new_segments, &[]);
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("a_failed_rollback_is_dirty");
+        let before = objects();
+        failpoints::set("create.lock", Some(Action::Errno(libc::ENOSPC)));
+        failpoints::set("create.rollback_rmid", Some(Action::Errno(libc::EPERM)));
+        let result = Cortex::<u64, Semaphore>::new(key, 1, None);
+        failpoints::set("create.lock", None);
+        failpoints::set("create.rollback_rmid", None);
+        let err = result.unwrap_err();
+        assert!(err.is_dirty(), "{err:?}");
+        let (shm_now, sem_now) = objects();
+        let new_segments: Vec<i32> = shm_now.difference(&before.0).copied().collect();
+        assert_eq!(sem_now, before.1, "no semaphore set was left");
+        assert_eq!(new_segments.len(), 1);
+        assert_eq!(
+            err.leftovers(),
+            &[Leftover::Segment(new_segments[0])],
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("ipcrm -m {}", new_segments[0])),
+            "{err}"
+        );
+        // A person follows the message.
+        // SAFETY: an object this test made (or forged) itself, used by nobody else.
+        unsafe { shm::remove(new_segments[0]) }.unwrap();
+        assert_eq!(objects(), before);
+        assert_gone(key, &new_segments, &[]);
+    });
 }
 
 #[test]
 fn an_owner_drop_that_cannot_remove_is_logged_and_leaves_what_it_says() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let key = unique_key("an_owner_drop_that_cannot_remove");
-    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
-    let (shm_id, sem_id) = (cortex.segment_id(), cortex.semaphore_sets());
-    failpoints::set("drop.rmid", Some(Action::Errno(libc::EPERM)));
-    drop(cortex);
-    failpoints::set("drop.rmid", None);
-    assert_eq!(
-        shm::shmget(key, 0, 0).unwrap(),
-        shm_id,
-        "the segment is left, as logged"
-    );
-    assert!(
-        sem_id
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("an_owner_drop_that_cannot_remove");
+        let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
+        let made = Made::of(&cortex);
+        let shm_id = cortex.segment_id();
+        failpoints::set("drop.rmid", Some(Action::Errno(libc::EPERM)));
+        let ((), events) = capture_logs(|| drop(cortex));
+        failpoints::set("drop.rmid", None);
+        let errors: Vec<_> = events
             .iter()
-            .all(|&id| neocortex_sys::sem::stat(id).is_err()),
-        "the lock and the members were removed"
-    );
-    // SAFETY: an object this test made (or forged) itself, used by nobody else.
-    unsafe { shm::remove(shm_id) }.unwrap();
-    assert_gone(key, &[shm_id], &sem_id);
+            .filter(|e| e.level == tracing::Level::ERROR)
+            .collect();
+        assert_eq!(errors.len(), 1, "one error event: {events:?}");
+        assert!(
+            errors[0].text.contains(&format!("ipcrm -m {shm_id}"))
+                && errors[0].text.contains("left system objects behind"),
+            "the error names the segment that is left: {}",
+            errors[0].text
+        );
+        assert_eq!(
+            shm::shmget(key, 0, 0).unwrap(),
+            shm_id,
+            "the segment is left, as logged"
+        );
+        for &set in &made.sets {
+            assert!(sem::stat(set).is_err(), "the lock was removed");
+        }
+        // SAFETY: an object this test made (or forged) itself, used by nobody else.
+        unsafe { shm::remove(shm_id) }.unwrap();
+        made.assert_gone();
+    });
 }

@@ -9,16 +9,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_gone, fork, unique_key, Pipe};
-use neocortex::{Cortex, ErrorKind, Semaphore, SysvSemaphore};
+use common::{fork, unique_key, Made, Pipe};
+use neocortex::{Cortex, CortexSync, ErrorKind, InPlace, Semaphore, SysvSemaphore};
 use neocortex_sys::sem;
 
 #[test]
 fn every_access_after_ipcrm_is_lock_removed_and_drops_do_not_panic() {
+    let _guard = common::watchdog();
     let key = unique_key("every_access_after_ipcrm");
     let owner: Cortex<u64, SysvSemaphore> = Cortex::new(key, 1, None).unwrap();
     let other: Cortex<u64, SysvSemaphore> = Cortex::attach(key).unwrap();
-    let (shm_id, sem_id) = (owner.segment_id(), owner.semaphore_sets());
+    let made = Made::of(&owner);
     // SAFETY: what `ipcrm -s` does, to the lock's own set; the test checks the aftermath.
     unsafe { sem::remove(owner.raw_lock().set_id()) }.unwrap();
     for err in [
@@ -45,21 +46,19 @@ fn every_access_after_ipcrm_is_lock_removed_and_drops_do_not_panic() {
     );
     drop(other);
     drop(owner); // removes the segment; the missing semaphore is only a warning
-    assert_gone(key, &[shm_id], &sem_id);
+    made.assert_gone();
 }
 
 /// A waiter blocked on a lock whose semaphore set is removed from outside (`ipcrm -s`):
 /// the lock's own set for `SysvSemaphore`, the members set (through which a futex lock's
 /// waiters ask about the holder) for `Semaphore`.
-fn a_blocked_waiter_is_woken_with_lock_removed<
-    L: neocortex::CortexSync<Access = neocortex::InPlace>,
->(
+fn a_blocked_waiter_is_woken_with_lock_removed<L: CortexSync<Access = InPlace>>(
     name: &str,
     set_of: impl Fn(&Cortex<u64, L>) -> i32,
 ) {
     let key = unique_key(name);
     let owner: Cortex<u64, L> = Cortex::new(key, 1, None).unwrap();
-    let (shm_id, sem_id) = (owner.segment_id(), owner.semaphore_sets());
+    let made = Made::of(&owner);
     let guard = owner.lock().unwrap();
     let waiting = Pipe::new();
     let child = fork(|| {
@@ -75,17 +74,18 @@ fn a_blocked_waiter_is_woken_with_lock_removed<
         code
     });
     waiting.recv();
-    std::thread::sleep(Duration::from_millis(50));
+    common::wait_until_waiting_for_lock(child.pid());
     // SAFETY: what `ipcrm -s` does; the test checks the aftermath.
     unsafe { sem::remove(set_of(&owner)) }.unwrap();
     child.expect_success("woken by the removal");
     drop(guard); // releasing a removed lock logs a warning, no panic
     drop(owner);
-    assert_gone(key, &[shm_id], &sem_id);
+    made.assert_gone();
 }
 
 #[test]
 fn a_blocked_sysv_waiter_is_woken_with_lock_removed() {
+    let _guard = common::watchdog();
     a_blocked_waiter_is_woken_with_lock_removed::<SysvSemaphore>("blocked_sysv_waiter", |c| {
         c.raw_lock().set_id()
     });
@@ -93,6 +93,7 @@ fn a_blocked_sysv_waiter_is_woken_with_lock_removed() {
 
 #[test]
 fn a_blocked_futex_waiter_is_woken_with_lock_removed() {
+    let _guard = common::watchdog();
     a_blocked_waiter_is_woken_with_lock_removed::<Semaphore>("blocked_futex_waiter", |c| {
         c.members_set_id()
     });

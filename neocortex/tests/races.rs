@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_gone, fork, unique_key, Exit, Pipe};
+use common::{fork, semaphore_set_ids, unique_key, Exit, Made, Pipe, LOCK_WAIT};
 use neocortex::{
     Acquired, Cortex, CortexResult, CortexSync, ErrorKind, InPlace, LockContext, Permission,
     Semaphore, Wait,
@@ -17,6 +17,7 @@ use neocortex::{
 
 #[test]
 fn eight_racing_creators_one_winner_per_round() {
+    let _guard = common::watchdog();
     let key = unique_key("eight_racing_creators");
     for round in 0..100 {
         let go = Pipe::new();
@@ -55,9 +56,9 @@ fn eight_racing_creators_one_winner_per_round() {
             pids.contains(&(winner.read().unwrap() as i32)),
             "round {round}: the winner's value"
         );
-        let ids = (winner.segment_id(), winner.semaphore_sets());
+        let made = Made::of(&winner);
         winner.remove().unwrap();
-        assert_gone(key, &[ids.0], &ids.1);
+        made.assert_gone();
     }
 }
 
@@ -108,13 +109,14 @@ unsafe impl CortexSync for NoLock {
 }
 
 /// Two writers and four readers on a page for `duration`; returns (torn reads seen, final
-/// value, writes done).
+/// value, writes done). Checks that the segment and its lock are gone afterwards.
 fn page_torture<L: CortexSync<Access = InPlace>>(
     key: i32,
     duration: Duration,
     writes_per_writer: u64,
 ) -> (u64, u64, u64) {
     let cortex: Cortex<Page, L> = Cortex::new_zeroed(key, None).unwrap();
+    let made = Made::of(&cortex);
     let go = Pipe::new();
     let torn = Pipe::new();
     let writers: Vec<_> = (0..2)
@@ -166,8 +168,9 @@ fn page_torture<L: CortexSync<Access = InPlace>>(
     for child in writers.into_iter().chain(readers) {
         child.expect_success("writer or reader");
     }
-    let value = cortex.lock().unwrap().words[0];
+    let value = cortex.lock_timeout(LOCK_WAIT).unwrap().words[0];
     drop(cortex);
+    made.assert_gone();
     (torn_count, value, 2 * writes_per_writer)
 }
 
@@ -176,45 +179,47 @@ fn never_torn<L: CortexSync<Access = InPlace>>(name: &str) {
     let (torn, value, writes) = page_torture::<L>(key, Duration::from_millis(300), 2_000);
     assert_eq!(torn, 0, "no reader saw a half-written page");
     assert_eq!(value, writes, "no update was lost");
-    assert_gone(key, &[], &[]);
 }
 
 #[test]
 fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_semaphore() {
+    let _guard = common::watchdog();
     never_torn::<Semaphore>("never_torn_semaphore");
 }
 
 #[test]
 fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_rw_semaphore() {
+    let _guard = common::watchdog();
     never_torn::<neocortex::RwSemaphore>("never_torn_rw_semaphore");
 }
 
 #[test]
-fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_mutex() {
-    never_torn::<neocortex::Mutex>("never_torn_mutex");
+fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_sysv_semaphore() {
+    let _guard = common::watchdog();
+    never_torn::<neocortex::SysvSemaphore>("never_torn_sysv_semaphore");
 }
 
 #[test]
 fn without_a_lock_the_same_check_catches_violations() {
+    let _guard = common::watchdog();
     let key = unique_key("without_a_lock_the_same_check");
     let (torn, value, writes) = page_torture::<NoLock>(key, Duration::from_secs(2), 50_000);
     assert!(
         torn > 0 || value < writes,
         "the negative control must see torn reads or lost updates"
     );
-    assert_gone(key, &[], &[]);
 }
 
-/// Holders that exit or are killed at random points, 40 times: each time the next
-/// `lock_timeout` gets the lock (released by the kernel, or taken over), and `free` says
-/// whether the lock itself shows it free right after the death.
+/// Holders that exit or are killed at random points, 40 times: each time the next timed
+/// acquire gets the lock (released by the kernel, or taken over), and `free` says whether
+/// the lock itself shows it free right after the death.
 fn holders_exit_or_die_at_random_points<L: CortexSync<Access = InPlace>>(
     name: &str,
     free: impl Fn(&Cortex<u64, L>) -> bool,
 ) {
     let key = unique_key(name);
     let cortex: Cortex<u64, L> = Cortex::new(key, 0, None).unwrap();
-    let sem_ids = cortex.semaphore_sets();
+    let made = Made::of(&cortex);
     let mut seed = u64::from(std::process::id()) | 1;
     let mut random = move |n: u64| {
         seed ^= seed << 13;
@@ -248,23 +253,28 @@ fn holders_exit_or_die_at_random_points<L: CortexSync<Access = InPlace>>(
             assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
         }
         assert!(free(&cortex), "round {round}: free again");
-        let mut g = cortex.lock_timeout(Duration::from_secs(2)).unwrap();
+        let mut g = cortex.lock_timeout(LOCK_WAIT).unwrap();
         g.mark_consistent();
     }
     drop(cortex);
-    assert_gone(key, &[], &sem_ids);
+    made.assert_gone();
 }
 
 #[test]
 fn sysv_holders_that_exit_or_die_at_random_points_leave_the_lock_free() {
+    let _guard = common::watchdog();
     holders_exit_or_die_at_random_points::<neocortex::SysvSemaphore>(
         "sysv_holders_exit_or_die",
-        |c| neocortex_sys::sem::get_value(c.raw_lock().set_id(), 0).unwrap() == 1,
+        |c| {
+            let set = semaphore_set_ids(c)[1];
+            neocortex_sys::sem::get_value(set, 0).unwrap() == 1
+        },
     );
 }
 
 #[test]
 fn semaphore_holders_that_exit_or_die_at_random_points_are_taken_over() {
+    let _guard = common::watchdog();
     // The futex word still names the dead holder until a waiter takes over.
     holders_exit_or_die_at_random_points::<Semaphore>("semaphore_holders_exit_or_die", |_| true);
 }

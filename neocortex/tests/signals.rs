@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_gone, fork, unique_key, Pipe};
+use common::{fork, unique_key, Made, Pipe};
 use neocortex::{Cortex, ErrorKind, Semaphore};
 
 extern "C" fn on_usr1(_: libc::c_int) {}
@@ -55,46 +55,53 @@ fn interrupted_wait_keeps_its_deadline(name: &str, restart: bool) {
         0
     });
     waiting.recv();
+    common::wait_until_waiting_for_lock(child.pid());
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(60));
         child.signal(libc::SIGUSR1);
     }
     assert_eq!(waiting.recv(), 2, "the first wait timed out, not early");
+    common::wait_until_waiting_for_lock(child.pid());
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(30));
         child.signal(libc::SIGUSR1);
     }
+    // Still waiting after the signals: they were retried, not taken for a failure.
+    common::wait_until_waiting_for_lock(child.pid());
     drop(guard);
     child.expect_success("waits through signals");
     assert_eq!(cortex.read().unwrap(), 7);
-    let ids = (cortex.segment_id(), cortex.semaphore_sets());
+    let made = Made::of(&cortex);
     drop(cortex);
-    assert_gone(key, &[ids.0], &ids.1);
+    made.assert_gone();
 }
 
 #[test]
 fn a_signal_with_sa_restart_does_not_cut_a_wait_short() {
+    let _guard = common::watchdog();
     interrupted_wait_keeps_its_deadline("signal_with_sa_restart", true);
 }
 
 #[test]
 fn a_signal_without_sa_restart_does_not_cut_a_wait_short() {
+    let _guard = common::watchdog();
     interrupted_wait_keeps_its_deadline("signal_without_sa_restart", false);
 }
 
 #[test]
 fn zero_and_short_timeouts_on_a_free_lock_succeed() {
+    let _guard = common::watchdog();
     let key = unique_key("zero_and_short_timeouts");
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 0, None).unwrap();
     for timeout in [Duration::ZERO, Duration::from_millis(200), Duration::MAX] {
+        // A zero timeout on a free lock still gets its one attempt.
         let guard = cortex.lock_timeout(timeout);
-        assert!(
-            guard.is_ok() || timeout.is_zero(),
-            "{timeout:?}: {:?}",
-            guard.err()
-        );
+        assert!(guard.is_ok(), "{timeout:?}: {:?}", guard.err());
+        drop(guard);
+        let guard = cortex.lock_shared_timeout(timeout);
+        assert!(guard.is_ok(), "shared, {timeout:?}: {:?}", guard.err());
     }
-    let ids = (cortex.segment_id(), cortex.semaphore_sets());
+    let made = Made::of(&cortex);
     drop(cortex);
-    assert_gone(key, &[ids.0], &ids.1);
+    made.assert_gone();
 }

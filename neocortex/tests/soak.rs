@@ -4,23 +4,10 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{fork, unique_key, Exit};
+use common::{fork, unique_key, Exit, Made, LOCK_WAIT};
 use neocortex::{Cortex, Semaphore};
-
-fn objects() -> (BTreeSet<String>, BTreeSet<String>) {
-    let rows = |p: &str| -> BTreeSet<String> {
-        std::fs::read_to_string(p)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_owned())
-            .collect()
-    };
-    (rows("/proc/sysvipc/shm"), rows("/proc/sysvipc/sem"))
-}
 
 #[test]
 #[ignore = "soak test: run with --ignored and NEOCORTEX_SOAK_SECS"]
@@ -29,12 +16,13 @@ fn create_attach_lock_kill_cycles_leak_nothing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
+    let _guard = common::watchdog_for(Duration::from_secs(secs) + common::test_limit());
     let key = unique_key("create_attach_lock_kill_cycles");
-    let before = objects();
     let end = Instant::now() + Duration::from_secs(secs);
     let (mut cycles, mut kills, mut deaths_seen) = (0u64, 0u64, 0u64);
     while Instant::now() < end {
         let cortex: Cortex<[u64; 64], Semaphore> = Cortex::new_zeroed(key, None).unwrap();
+        let made = Made::of(&cortex);
         let children: Vec<_> = (0..3)
             .map(|_| {
                 fork(move || {
@@ -55,7 +43,7 @@ fn create_attach_lock_kill_cycles_leak_nothing() {
             kills += 1;
         }
         let mut g = cortex
-            .lock_timeout(Duration::from_secs(5))
+            .lock_timeout(LOCK_WAIT)
             .expect("a killed holder never blocks the lock");
         if g.owner_died() {
             deaths_seen += 1;
@@ -63,12 +51,18 @@ fn create_attach_lock_kill_cycles_leak_nothing() {
         }
         drop(g);
         drop(cortex);
+        made.assert_gone();
         cycles += 1;
     }
     eprintln!(
         "soak: {cycles} cycles, {kills} children killed, {deaths_seen} holder deaths reported"
     );
     assert!(cycles > 0);
-    assert_eq!(objects(), before, "nothing leaked over {cycles} cycles");
-    common::assert_gone(key, &[], &[]);
+    // Three children hammer the lock when they are killed: some die holding it. A run that
+    // reports no death at all has lost the reporting, not been lucky.
+    assert!(
+        deaths_seen > 0,
+        "{kills} lock-hammering children were killed in {cycles} cycles, and not one holder \
+         death was reported"
+    );
 }

@@ -1,195 +1,190 @@
 //! A creator that dies leaves a segment that is recognised as stale: half-made debris is
 //! reclaimed by the next `new`, a finished but orphaned segment only on request.
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers: an unexpected error fails the test with its message"
-)]
+//!
+//! These tests compare the semaphore sets before and after, so each runs its body in a
+//! private IPC namespace, where every set is its own.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 
-use common::{assert_gone, fork, park, unique_key, Exit, Pipe};
+use common::{assert_gone, fork, in_private_ipc_namespace, park, unique_key, Exit, Made, Pipe};
 use neocortex::{Cortex, ErrorKind, Semaphore};
 use neocortex_sys::shm;
 
-/// These tests compare the machine's semaphore sets before and after; run them one by one.
-static SERIAL: Mutex<()> = Mutex::new(());
-
+/// The semaphore sets in this test's private IPC namespace.
 fn semaphore_sets() -> BTreeSet<i32> {
-    std::fs::read_to_string("/proc/sysvipc/sem")
-        .unwrap()
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .collect()
+    common::namespace_objects().1.into_iter().collect()
 }
 
 #[test]
 fn creator_killed_before_writing_the_header_is_reclaimed() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let key = unique_key("creator_killed_before_writing_the_header");
-    // The creator's first step, shmget, then death before it attaches.
-    let child = fork(move || {
-        neocortex_core::failpoints::set(
-            "create.shmat",
-            Some(neocortex_core::failpoints::Action::Kill),
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("creator_killed_before_writing_the_header");
+        // The creator's first step, shmget, then death before it attaches.
+        let child = fork(move || {
+            neocortex_core::failpoints::set(
+                "create.shmat",
+                Some(neocortex_core::failpoints::Action::Kill),
+            );
+            let _ = Cortex::<u64, Semaphore>::new(key, 1, None);
+            2
+        });
+        assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+        let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
+        assert!(err.to_string().contains("died before finishing"), "{err}");
+        let stale_id = shm::shmget(key, 0, 0).unwrap();
+        let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 3, None).unwrap();
+        assert_ne!(
+            cortex.segment_id(),
+            stale_id,
+            "a fresh segment replaced the debris"
         );
-        let _ = Cortex::<u64, Semaphore>::new(key, 1, None);
-        2
+        assert!(shm::stat(stale_id).is_err(), "the debris is removed");
+        let mut made = Made::of(&cortex);
+        made.segments.push(stale_id);
+        drop(cortex);
+        made.assert_gone();
     });
-    assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
-    let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
-    assert!(err.to_string().contains("died before finishing"), "{err}");
-    let stale_id = shm::shmget(key, 0, 0).unwrap();
-    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 3, None).unwrap();
-    assert_ne!(
-        cortex.segment_id(),
-        stale_id,
-        "a fresh segment replaced the debris"
-    );
-    assert!(shm::stat(stale_id).is_err(), "the debris is removed");
-    let ids = (cortex.segment_id(), cortex.semaphore_sets());
-    drop(cortex);
-    assert_gone(key, &[ids.0, stale_id], &ids.1);
 }
 
 #[test]
 fn another_programs_zero_filled_segment_is_never_reclaimed() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let key = unique_key("another_programs_zero_filled_segment");
-    // A program that is not neocortex made a segment on the key and exited.
-    let child =
-        fork(
-            move || match shm::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
-                Ok(_) => 0,
-                Err(_) => 2,
-            },
-        );
-    child.expect_success("shmget then exit");
-    let id = shm::shmget(key, 0, 0).unwrap();
-    let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
-    assert!(err.to_string().contains("left untouched"), "{err}");
-    assert_eq!(shm::shmget(key, 0, 0).unwrap(), id, "still there");
-    // SAFETY: an object this test made (or forged) itself, used by nobody else.
-    unsafe { shm::remove(id) }.unwrap();
-    assert_gone(key, &[id], &[]);
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("another_programs_zero_filled_segment");
+        // A program that is not neocortex made a segment on the key and exited.
+        let child =
+            fork(
+                move || match shm::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
+                    Ok(_) => 0,
+                    Err(_) => 2,
+                },
+            );
+        child.expect_success("shmget then exit");
+        let id = shm::shmget(key, 0, 0).unwrap();
+        let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+        assert!(err.to_string().contains("left untouched"), "{err}");
+        assert_eq!(shm::shmget(key, 0, 0).unwrap(), id, "still there");
+        // SAFETY: an object this test made (or forged) itself, used by nobody else.
+        unsafe { shm::remove(id) }.unwrap();
+        assert_gone(key, &[id], &[]);
+    });
 }
 
 #[test]
 fn creator_killed_while_initialising_is_not_initialized_then_reclaimed() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let key = unique_key("creator_killed_while_initialising");
-    let sets_before = semaphore_sets();
-    let in_init = Pipe::new();
-    let child = fork(|| {
-        let _ = Cortex::<u64, Semaphore>::new_with(key, None, |_| {
-            in_init.send(1);
-            park()
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("creator_killed_while_initialising");
+        let sets_before = semaphore_sets();
+        let in_init = Pipe::new();
+        let child = fork(|| {
+            let _ = Cortex::<u64, Semaphore>::new_with(key, None, |_| {
+                in_init.send(1);
+                park()
+            });
+            2
         });
-        2
+        in_init.recv();
+        // While the creator lives, attach waits and then says so.
+        let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
+        assert!(err.to_string().contains("still running"), "{err}");
+        // And `new` does not touch it.
+        assert_eq!(
+            Cortex::<u64, Semaphore>::new(key, 1, None)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::AlreadyExists
+        );
+        child.signal(libc::SIGKILL);
+        assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+        let orphan_sets: Vec<i32> = semaphore_sets().difference(&sets_before).copied().collect();
+        assert_eq!(
+            orphan_sets.len(),
+            1,
+            "the dead creator's semaphore set: {orphan_sets:?}"
+        );
+        let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
+        assert!(err.to_string().contains("died before finishing"), "{err}");
+        let stale_id = shm::shmget(key, 0, 0).unwrap();
+        let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 4, None).unwrap();
+        assert_eq!(cortex.read().unwrap(), 4);
+        let mut made = Made::of(&cortex);
+        made.segments.push(stale_id);
+        made.sets.push(orphan_sets[0]);
+        drop(cortex);
+        made.assert_gone();
+        assert_eq!(
+            semaphore_sets(),
+            sets_before,
+            "nothing left of either creator"
+        );
     });
-    in_init.recv();
-    // While the creator lives, attach waits and then says so.
-    let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
-    assert!(err.to_string().contains("still running"), "{err}");
-    // And `new` does not touch it.
-    assert_eq!(
-        Cortex::<u64, Semaphore>::new(key, 1, None)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::AlreadyExists
-    );
-    child.signal(libc::SIGKILL);
-    assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
-    let orphan_sets: Vec<i32> = semaphore_sets().difference(&sets_before).copied().collect();
-    assert_eq!(
-        orphan_sets.len(),
-        1,
-        "the dead creator's semaphore set: {orphan_sets:?}"
-    );
-    let err = Cortex::<u64, Semaphore>::attach(key).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotInitialized, "{err}");
-    assert!(err.to_string().contains("died before finishing"), "{err}");
-    let stale_id = shm::shmget(key, 0, 0).unwrap();
-    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 4, None).unwrap();
-    assert_eq!(cortex.read().unwrap(), 4);
-    let ids = (cortex.segment_id(), cortex.semaphore_sets());
-    drop(cortex);
-    let sets: Vec<i32> = ids
-        .1
-        .iter()
-        .copied()
-        .chain(orphan_sets.iter().copied())
-        .collect();
-    assert_gone(key, &[ids.0, stale_id], &sets);
-    assert_eq!(
-        semaphore_sets(),
-        sets_before,
-        "nothing left of either creator"
-    );
 }
 
 #[test]
 fn a_ready_segment_of_a_dead_creator_is_kept_until_removed_on_request() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let key = unique_key("a_ready_segment_of_a_dead_creator");
-    let sets_before = semaphore_sets();
-    let child = fork(move || match Cortex::<u64, Semaphore>::new(key, 42, None) {
-        // Dies without dropping: the segment and its lock stay.
-        Ok(c) => {
-            std::mem::forget(c);
-            0
-        }
-        Err(_) => 2,
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("a_ready_segment_of_a_dead_creator");
+        let sets_before = semaphore_sets();
+        let child = fork(move || match Cortex::<u64, Semaphore>::new(key, 42, None) {
+            // Dies without dropping: the segment and its lock stay.
+            Ok(c) => {
+                std::mem::forget(c);
+                0
+            }
+            Err(_) => 2,
+        });
+        child.expect_success("create and die without dropping");
+        let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("is dead") && text.contains("remove_stale"),
+            "{text}"
+        );
+        // The data is still there for whoever wants it.
+        let reader: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
+        assert_eq!(reader.read().unwrap(), 42);
+        // In use: removal on request is refused.
+        let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+        let stale = Made::of(&reader);
+        drop(reader);
+        Cortex::<u64, Semaphore>::remove_stale(key).unwrap();
+        stale.assert_gone();
+        assert_eq!(semaphore_sets(), sets_before);
+        let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
     });
-    child.expect_success("create and die without dropping");
-    let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
-    let text = err.to_string();
-    assert!(
-        text.contains("is dead") && text.contains("remove_stale"),
-        "{text}"
-    );
-    // The data is still there for whoever wants it.
-    let reader: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
-    assert_eq!(reader.read().unwrap(), 42);
-    // In use: removal on request is refused.
-    let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
-    assert!(err.to_string().contains("in use"), "{err}");
-    let stale_id = reader.segment_id();
-    let stale_sem = reader.semaphore_sets();
-    drop(reader);
-    Cortex::<u64, Semaphore>::remove_stale(key).unwrap();
-    assert_gone(key, &[stale_id], &stale_sem);
-    assert_eq!(semaphore_sets(), sets_before);
-    let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
 #[test]
-fn a_segment_its_creator_detached_from_is_an_orphan_new_keeps() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let key = unique_key("a_detached_segment_is_an_orphan");
-    let owner: Cortex<u64, Semaphore> = Cortex::new(key, 8, None).unwrap();
-    let (id, sets) = (owner.segment_id(), owner.semaphore_sets());
-    // While the creator's handle lives, it is in use.
-    let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
-    assert!(err.to_string().contains("in use"), "{err}");
-    // Detached: the creator (still running) let go of it; nobody is attached.
-    owner.detach().unwrap();
-    let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
-    assert!(err.to_string().contains("nobody is attached"), "{err}");
-    assert_eq!(
-        shm::shmget(key, 0, 0).unwrap(),
-        id,
-        "new never removes a ready segment"
-    );
-    Cortex::<u64, Semaphore>::remove_stale(key).unwrap();
-    assert_gone(key, &[id], &sets);
+fn a_live_owners_segment_is_never_touched() {
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("a_live_owners_segment");
+        let owner: Cortex<u64, Semaphore> = Cortex::new(key, 8, None).unwrap();
+        let made = Made::of(&owner);
+        let id = owner.segment_id();
+        // Detached (nobody attached) but the creator lives.
+        owner.detach().unwrap();
+        let err = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap_err();
+        assert!(err.to_string().contains("running process"), "{err}");
+        let err = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(shm::shmget(key, 0, 0).unwrap(), id);
+        Cortex::<u64, Semaphore>::attach(key)
+            .unwrap()
+            .remove()
+            .unwrap();
+        made.assert_gone();
+    });
 }

@@ -6,10 +6,14 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{assert_gone, fork, unique_key};
-use neocortex::{Cortex, CortexError, ErrorKind, Semaphore, ATTACH_INIT_WAIT};
+use common::{assert_gone, fork, unique_key, Made};
+use neocortex::{
+    Cortex, CortexError, CortexSync, ErrorKind, Mutex, RwSemaphore, Semaphore, SeqLock,
+    SysvSemaphore, ATTACH_INIT_WAIT,
+};
 use neocortex_sys::shm;
 
 /// A segment made with bare syscalls, removed on drop.
@@ -51,6 +55,7 @@ impl Drop for RawSegment {
 
 #[test]
 fn wrong_type_is_a_layout_mismatch() {
+    let _guard = common::watchdog();
     let key = unique_key("wrong_type_is_a_layout_mismatch");
     let owner: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
     let child = fork(move || match Cortex::<f64, Semaphore>::attach(key) {
@@ -86,13 +91,92 @@ fn wrong_type_is_a_layout_mismatch() {
     // The failed attaches left no mapping and did not disturb the owner.
     assert_eq!(shm::stat(owner.segment_id()).unwrap().shm_nattch, 1);
     assert_eq!(owner.read().unwrap(), 1);
-    let (shm_id, sem_id) = (owner.segment_id(), owner.semaphore_sets());
+    let made = Made::of(&owner);
     drop(owner);
-    assert_gone(key, &[shm_id], &sem_id);
+    made.assert_gone();
+}
+
+/// A segment made with lock `M`, attached with lock `A` (here and from another process):
+/// a `LayoutMismatch` that names both lock kinds, whatever else the two have in common.
+fn another_lock_kind_is_refused<M: CortexSync, A: CortexSync>(name: &str) {
+    let key = unique_key(name);
+    let owner: Cortex<u64, M> = Cortex::new(key, 7, None).unwrap();
+    let child = fork(move || match Cortex::<u64, A>::attach(key) {
+        Err(CortexError::LayoutMismatch { .. }) => 0,
+        Err(_) => 2,
+        Ok(_) => 3,
+    });
+    child.expect_success(&format!(
+        "attach a `{}` segment with `{}`",
+        M::KIND,
+        A::KIND
+    ));
+    let err = Cortex::<u64, A>::attach(key).unwrap_err();
+    assert!(
+        matches!(err, CortexError::LayoutMismatch { .. }),
+        "{} attached as {}: {err:?}",
+        M::KIND,
+        A::KIND
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(M::KIND) && text.contains(A::KIND),
+        "the error names both locks: {text}"
+    );
+    // Nothing left mapped by the refused attaches, and the owner is undisturbed.
+    assert_eq!(shm::stat(owner.segment_id()).unwrap().shm_nattch, 1);
+    assert_eq!(owner.read().unwrap(), 7);
+    let made = Made::of(&owner);
+    drop(owner);
+    made.assert_gone();
+}
+
+#[test]
+fn a_semaphore_segment_attached_with_another_lock_is_a_layout_mismatch() {
+    let _guard = common::watchdog();
+    another_lock_kind_is_refused::<Semaphore, SysvSemaphore>("semaphore_as_sysv_semaphore");
+    another_lock_kind_is_refused::<Semaphore, RwSemaphore>("semaphore_as_rw_semaphore");
+    // The same state type (a futex word), but readers that do not lock: another kind.
+    another_lock_kind_is_refused::<Semaphore, SeqLock>("semaphore_as_seqlock");
+}
+
+#[test]
+fn a_sysv_semaphore_segment_attached_with_another_lock_is_a_layout_mismatch() {
+    let _guard = common::watchdog();
+    another_lock_kind_is_refused::<SysvSemaphore, Semaphore>("sysv_semaphore_as_semaphore");
+    another_lock_kind_is_refused::<SysvSemaphore, RwSemaphore>("sysv_semaphore_as_rw_semaphore");
+}
+
+#[test]
+fn an_rw_semaphore_segment_attached_with_another_lock_is_a_layout_mismatch() {
+    let _guard = common::watchdog();
+    another_lock_kind_is_refused::<RwSemaphore, Semaphore>("rw_semaphore_as_semaphore");
+    another_lock_kind_is_refused::<RwSemaphore, SysvSemaphore>("rw_semaphore_as_sysv_semaphore");
+}
+
+#[test]
+fn a_seqlock_segment_attached_with_another_lock_is_a_layout_mismatch() {
+    let _guard = common::watchdog();
+    another_lock_kind_is_refused::<SeqLock, Semaphore>("seqlock_as_semaphore");
+    another_lock_kind_is_refused::<SeqLock, SysvSemaphore>("seqlock_as_sysv_semaphore");
+}
+
+#[test]
+fn mutex_and_semaphore_are_one_lock_under_two_names() {
+    let _guard = common::watchdog();
+    let key = unique_key("mutex_is_semaphore");
+    let owner: Cortex<u64, Mutex> = Cortex::new(key, 7, None).unwrap();
+    let other: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
+    *other.lock().unwrap() += 1;
+    assert_eq!(owner.read().unwrap(), 8);
+    let made = Made::of(&owner);
+    drop((other, owner));
+    made.assert_gone();
 }
 
 #[test]
 fn garbage_on_the_key_is_refused_and_left_untouched() {
+    let _guard = common::watchdog();
     let key = unique_key("garbage_on_the_key");
     let size = 4096;
     let raw = RawSegment::new(key, size, |b| {
@@ -123,6 +207,7 @@ fn garbage_on_the_key_is_refused_and_left_untouched() {
 
 #[test]
 fn a_segment_smaller_than_a_header_is_refused() {
+    let _guard = common::watchdog();
     let key = unique_key("a_segment_smaller_than_a_header");
     let raw = RawSegment::new(key, 16, |b| b.fill(0xff));
     let err = Cortex::<u8, Semaphore>::attach(key).unwrap_err();
@@ -140,6 +225,7 @@ fn a_segment_smaller_than_a_header_is_refused() {
 
 #[test]
 fn a_forged_header_that_claims_more_than_the_segment_is_refused() {
+    let _guard = common::watchdog();
     let key = unique_key("a_forged_header");
     // A real segment's header copied into a smaller segment: its descriptor claims bytes the
     // segment does not have.
@@ -154,14 +240,15 @@ fn a_forged_header_that_claims_more_than_the_segment_is_refused() {
     let err = Cortex::<[u64; 512], Semaphore>::attach(key).unwrap_err();
     assert!(matches!(err, CortexError::ForeignSegment { .. }), "{err:?}");
     drop(forged);
-    let ids = (real.segment_id(), real.semaphore_sets());
+    let made = Made::of(&real);
     drop(real);
     assert_gone(key, &[], &[]);
-    assert_gone(real_key, &[ids.0], &ids.1);
+    made.assert_gone();
 }
 
 #[test]
 fn a_blank_segment_of_a_live_creator_is_waited_for_then_not_initialized() {
+    let _guard = common::watchdog();
     let key = unique_key("a_blank_segment_of_a_live_creator");
     // What a creator's segment looks like between shmget and writing the header.
     let raw = RawSegment::new(key, 4096, |_| ());
@@ -181,32 +268,67 @@ fn a_blank_segment_of_a_live_creator_is_waited_for_then_not_initialized() {
 
 #[test]
 fn attach_waits_for_a_creator_that_is_still_initialising() {
+    let _guard = common::watchdog();
     let key = unique_key("attach_waits_for_a_creator");
-    let ready = common::Pipe::new();
+    let in_init = common::Pipe::new();
+    let go_on = common::Pipe::new();
     let done = common::Pipe::new();
+    let ids = common::Pipe::new();
     let creator = fork(|| {
         let made = Cortex::<u64, Semaphore>::new_with(key, None, |v| {
+            // Inside the initialiser: the segment, header and lock exist, nothing is
+            // published, and the value is not written yet.
+            in_init.send(1);
+            go_on.recv();
             *v = 77;
-            ready.send(1);
-            std::thread::sleep(Duration::from_millis(150));
         });
         let Ok(c) = made else { return 2 };
+        ids.send_i32(c.segment_id());
+        ids.send_i32(common::semaphore_set_ids(&c)[0]);
         // Keep it until the parent has attached and read.
         done.recv();
         drop(c);
         0
     });
-    ready.recv();
-    let attached: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
-    assert_eq!(attached.read().unwrap(), 77);
+    in_init.recv();
+    let returned = AtomicBool::new(false);
+    let attached = std::thread::scope(|s| {
+        let attach = s.spawn(|| {
+            let result = Cortex::<u64, Semaphore>::attach(key);
+            returned.store(true, Ordering::SeqCst);
+            result
+        });
+        // The creator is parked in its initialiser: attach must still be waiting for it.
+        std::thread::sleep(Duration::from_millis(100));
+        let early = returned.load(Ordering::SeqCst);
+        go_on.send(1);
+        let result = attach.join().unwrap();
+        assert!(
+            !early,
+            "attach returned while the creator was still initialising: {result:?}"
+        );
+        result
+    });
+    let attached = attached.unwrap();
+    assert_eq!(
+        attached.read().unwrap(),
+        77,
+        "attach saw the value only once initialised"
+    );
     drop(attached);
+    let made = Made {
+        key,
+        segments: vec![ids.recv_i32()],
+        sets: vec![ids.recv_i32()],
+    };
     done.send(1);
     creator.expect_success("create slowly");
-    assert_gone(key, &[], &[]);
+    made.assert_gone();
 }
 
 #[test]
 fn zero_sized_and_page_aligned_values_work() {
+    let _guard = common::watchdog();
     neocortex::shm_safe! {
         #[derive(Clone, Copy)]
         pub struct Empty {}
@@ -221,16 +343,16 @@ fn zero_sized_and_page_aligned_values_work() {
     let key = unique_key("zero_sized_and_page_aligned");
     let empty: Cortex<Empty, Semaphore> = Cortex::new(key, Empty {}, None).unwrap();
     empty.write(Empty {}).unwrap();
-    let ids = (empty.segment_id(), empty.semaphore_sets());
+    let made = Made::of(&empty);
     drop(empty);
-    assert_gone(key, &[ids.0], &ids.1);
+    made.assert_gone();
     let page: Cortex<PageAligned, Semaphore> = Cortex::new_zeroed(key, None).unwrap();
     {
         let guard = page.lock().unwrap();
         let addr = &*guard as *const PageAligned as usize;
         assert_eq!(addr % 4096, 0);
     }
-    let ids = (page.segment_id(), page.semaphore_sets());
+    let made = Made::of(&page);
     drop(page);
-    assert_gone(key, &[ids.0], &ids.1);
+    made.assert_gone();
 }

@@ -245,7 +245,9 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
 
     /// Unmaps this handle and leaves the segment and its lock in place, even when this
     /// handle created them: the way to keep a segment alive past its creator. Another process
-    /// can attach later, and adopt it with `CortexBuilder::force_ownership()`.
+    /// can attach later, and adopt it with `CortexBuilder::force_ownership()`. While the
+    /// creating process runs, the segment counts as in use by it (stale-segment removal
+    /// leaves it alone); once that process exits and nobody is attached, it is an orphan.
     ///
     /// ```
     /// use neocortex::{Cortex, Semaphore};
@@ -264,7 +266,9 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
     /// `DirtySystem` when `shmdt` fails (the mapping is left).
     pub fn detach(mut self) -> CortexResult<()> {
         self.released = true;
-        self.members.leave(self.key.raw());
+        // The creator keeps its member token until it exits, so that the segment is not
+        // judged an orphan while its creator runs.
+        self.members.leave(self.key.raw(), self.is_owner());
         // SAFETY: `self` is consumed and `released` stops Drop from touching the mapping.
         unsafe { self.map.unmap(self.key.raw(), "detach") }
     }
@@ -351,7 +355,7 @@ impl<T: ?Sized + Value, L: CortexSync> Drop for Cortex<T, L> {
         let result = if owner {
             self.remove_and_unmap("drop")
         } else {
-            self.members.leave(self.key.raw());
+            self.members.leave(self.key.raw(), false);
             // SAFETY: drop runs once; nothing borrowed from the mapping outlives `self`.
             unsafe { self.map.unmap(self.key.raw(), "drop") }
         };

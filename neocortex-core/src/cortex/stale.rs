@@ -250,11 +250,15 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
     ///
     /// let key = neocortex::random_key()?;
     /// let live: Cortex<u64, Semaphore> = Cortex::new(key, 1, None)?;
-    /// // Its creator (this process) lives: not stale, left alone.
+    /// live.detach()?; // nobody is attached, but
+    /// // its creator (this process) runs: not stale, left alone.
     /// let kept = Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err();
     /// assert_eq!(kept.kind(), ErrorKind::AlreadyExists);
-    /// live.detach()?; // the creator lets go: now it is an orphan
-    /// Cortex::<u64, Semaphore>::remove_stale(key)?;
+    /// Cortex::<u64, Semaphore>::attach(key)?.remove()?;
+    /// # assert_eq!(
+    /// #     Cortex::<u64, Semaphore>::remove_stale(key).unwrap_err().kind(),
+    /// #     ErrorKind::NotFound
+    /// # );
     /// # Ok::<(), neocortex::CortexError>(())
     /// ```
     ///
