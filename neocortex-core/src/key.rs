@@ -24,7 +24,8 @@ impl Key {
     ///
     /// # Errors
     ///
-    /// The `getrandom(2)` error, which does not happen on a booted Linux system.
+    /// The `getrandom(2)` error (Linux, FreeBSD), which does not happen on a booted system;
+    /// elsewhere the source (`arc4random_buf(3)`) cannot fail.
     pub fn random() -> Result<Self, neocortex_sys::SysError> {
         loop {
             let mut bytes = [0u8; 4];
