@@ -10,8 +10,9 @@ use std::fmt;
 pub struct Key(pub i32);
 
 impl Key {
-    /// The raw `key_t`.
-    pub fn raw(self) -> libc::key_t {
+    /// The raw key, as `ipcs` lists it (the `key_t` of Linux and macOS; `neocortex-sys`
+    /// widens it for FreeBSD's 64-bit `key_t`).
+    pub fn raw(self) -> i32 {
         self.0
     }
 

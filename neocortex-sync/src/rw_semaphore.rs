@@ -202,8 +202,8 @@ mod tests {
         let lock = RwSemaphore::create(key, &state, &settings).expect("create");
         let _cleanup = RemoveOnDrop(key, &state);
         let ds = sem::stat(lock.id()).expect("stat");
-        assert_eq!(ds.sem_nsems, 3);
-        assert_eq!(ds.sem_perm.mode & 0o777, 0o660);
+        assert_eq!(ds.nsems, 3);
+        assert_eq!(ds.mode & 0o777, 0o660);
         assert_eq!(counts(&lock), (0, 0, 0));
         assert_eq!(
             RwSemaphore::attach(key, &state).expect("attach").id(),

@@ -108,7 +108,7 @@ mod tests {
         let lock = Semaphore::create(key, &state, &SemaphoreSettings::default()).expect("create");
         let _cleanup = RemoveOnDrop(key, &state);
         let id = lock.id();
-        assert_eq!(sem::stat(id).expect("stat").sem_nsems, 1);
+        assert_eq!(sem::stat(id).expect("stat").nsems, 1);
         let other = Semaphore::attach(key, &state).expect("attach");
         assert_eq!(other.id(), id);
 

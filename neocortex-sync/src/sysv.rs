@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use neocortex_core::{
     CortexError, CortexResult, ErrorKind, Key, Leftover, Permission, Remaining, Wait,
 };
-use neocortex_sys::{sem, Errno, SysError, IPC_PRIVATE};
+use neocortex_sys::{sem, Errno, SysError, IPC_PRIVATE, SEM_UNDO};
 
 neocortex_core::shm_safe! {
     /// The state of a [`Semaphore`](crate::Semaphore) or
@@ -74,7 +74,7 @@ impl Op {
     }
 
     fn sembuf(self, nowait: bool) -> libc::sembuf {
-        let mut flags = libc::SEM_UNDO;
+        let mut flags = SEM_UNDO;
         if nowait {
             flags |= libc::IPC_NOWAIT;
         }
@@ -133,12 +133,12 @@ pub(crate) fn attach(key: Key, state: &SemaphoreState, nsems: u16) -> CortexResu
         });
     };
     match sem::stat(id) {
-        Ok(ds) if ds.sem_nsems == nsems.into() => Ok(id),
+        Ok(ds) if ds.nsems == u64::from(nsems) => Ok(id),
         Ok(ds) => Err(CortexError::ForeignSegment {
             key,
             reason: format!(
                 "semaphore set {id} has {} semaphores, expected {nsems}",
-                ds.sem_nsems
+                ds.nsems
             ),
         }),
         Err(e) => Err(lock_error("attach semaphore", key, e)),
@@ -271,12 +271,12 @@ mod tests {
         assert_eq!((b.sem_num, b.sem_op), (2, -1));
         assert_eq!(
             i32::from(b.sem_flg),
-            libc::SEM_UNDO | libc::IPC_NOWAIT,
+            SEM_UNDO | libc::IPC_NOWAIT,
             "nowait op"
         );
         let b = Op::wait_zero(1).sembuf(false);
         assert_eq!((b.sem_num, b.sem_op), (1, 0));
-        assert_eq!(i32::from(b.sem_flg), libc::SEM_UNDO, "waiting op");
+        assert_eq!(i32::from(b.sem_flg), SEM_UNDO, "waiting op");
     }
 
     #[test]
@@ -292,7 +292,7 @@ mod tests {
             .collect();
         assert_eq!(values, [3, 0, 7]);
         let ds = sem::stat(id).expect("stat");
-        assert_eq!(ds.sem_perm.mode & 0o777, 0o600);
+        assert_eq!(ds.mode & 0o777, 0o600);
         assert_eq!(attach(key, &state, 3).expect("attach"), id);
         let wrong = attach(key, &state, 1).expect_err("wrong size");
         assert_eq!(wrong.kind(), ErrorKind::LayoutMismatch, "{wrong}");

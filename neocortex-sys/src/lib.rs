@@ -10,7 +10,7 @@
 //!
 //! let id = shm::shmget(IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600)?;
 //! let stat = shm::stat(id)?;
-//! assert_eq!(stat.shm_segsz, 4096);
+//! assert_eq!(stat.size, 4096);
 //! shm::remove(id)?;
 //! # Ok::<(), neocortex_sys::SysError>(())
 //! ```
@@ -26,7 +26,7 @@ pub mod shm;
 mod types;
 
 pub use errno::{Errno, SysError, SysResult};
-pub use types::{semun, IPC_PRIVATE};
+pub use types::{semun, IPC_PRIVATE, SEM_UNDO};
 
 /// Re-export of the `libc` crate this layer is built on, so callers name the same types.
 pub use libc;

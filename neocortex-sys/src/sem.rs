@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::errno::{check, SysResult};
-use crate::types::semun;
+use crate::types::semctl_cmd::{GETNCNT, GETPID, GETVAL, SETVAL};
+use crate::types::{key_t, mode_bits, semun, widen_count, widen_signed};
 
 extern "C" {
     // glibc and musl export it; the `libc` crate does not declare it for Linux.
@@ -23,7 +24,8 @@ extern "C" {
 /// # Errors
 ///
 /// The `errno` of `semget`: `ENOENT`, `EEXIST`, `EACCES`, `EINVAL`, `ENOSPC`.
-pub fn semget(key: libc::key_t, nsems: libc::c_int, flags: libc::c_int) -> SysResult<libc::c_int> {
+pub fn semget(key: i32, nsems: libc::c_int, flags: libc::c_int) -> SysResult<libc::c_int> {
+    let key = key_t(key);
     // SAFETY: semget takes plain values.
     check(unsafe { libc::semget(key, nsems, flags) }, "semget")
 }
@@ -86,7 +88,7 @@ fn ctl(id: libc::c_int, num: libc::c_int, cmd: libc::c_int, arg: semun) -> libc:
 /// `EINVAL`/`EIDRM` (no such set), `EACCES`.
 pub fn get_value(id: libc::c_int, num: u16) -> SysResult<libc::c_int> {
     check(
-        ctl(id, num.into(), libc::GETVAL, semun { val: 0 }),
+        ctl(id, num.into(), GETVAL, semun { val: 0 }),
         "semctl(GETVAL)",
     )
 }
@@ -101,7 +103,7 @@ pub fn get_value(id: libc::c_int, num: u16) -> SysResult<libc::c_int> {
 /// `EINVAL`/`EIDRM` (no such set), `EACCES`, `ERANGE`.
 pub fn set_value(id: libc::c_int, num: u16, value: libc::c_int) -> SysResult<()> {
     check(
-        ctl(id, num.into(), libc::SETVAL, semun { val: value }),
+        ctl(id, num.into(), SETVAL, semun { val: value }),
         "semctl(SETVAL)",
     )
     .map(drop)
@@ -114,7 +116,7 @@ pub fn set_value(id: libc::c_int, num: u16, value: libc::c_int) -> SysResult<()>
 /// `EINVAL`/`EIDRM` (no such set), `EACCES`.
 pub fn last_pid(id: libc::c_int, num: u16) -> SysResult<libc::pid_t> {
     check(
-        ctl(id, num.into(), libc::GETPID, semun { val: 0 }),
+        ctl(id, num.into(), GETPID, semun { val: 0 }),
         "semctl(GETPID)",
     )
 }
@@ -126,9 +128,29 @@ pub fn last_pid(id: libc::c_int, num: u16) -> SysResult<libc::pid_t> {
 /// `EINVAL`/`EIDRM` (no such set), `EACCES`.
 pub fn waiting_count(id: libc::c_int, num: u16) -> SysResult<libc::c_int> {
     check(
-        ctl(id, num.into(), libc::GETNCNT, semun { val: 0 }),
+        ctl(id, num.into(), GETNCNT, semun { val: 0 }),
         "semctl(GETNCNT)",
     )
+}
+
+/// What `semctl(IPC_STAT)` says about a semaphore set, in fixed types on every platform.
+///
+/// `semid_ds` differs between systems (`sem_nsems` is an `unsigned long` on Linux and an
+/// `unsigned short` on the BSDs; macOS packs the struct to 4 bytes); [`stat`] converts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SemStat {
+    /// How many semaphores the set has (`sem_nsems`).
+    pub nsems: u64,
+    /// The owner's uid (`sem_perm.uid`).
+    pub uid: u32,
+    /// The creator's uid (`sem_perm.cuid`).
+    pub cuid: u32,
+    /// The permission bits (`sem_perm.mode`).
+    pub mode: u16,
+    /// The last `semop`, in seconds since the epoch (0 if none yet).
+    pub otime: i64,
+    /// The last change, in seconds since the epoch (`sem_ctime`).
+    pub ctime: i64,
 }
 
 /// `semctl(id, 0, IPC_STAT)`: owner, mode, number of semaphores, times.
@@ -136,12 +158,20 @@ pub fn waiting_count(id: libc::c_int, num: u16) -> SysResult<libc::c_int> {
 /// # Errors
 ///
 /// `EINVAL`/`EIDRM` (no such set), `EACCES`.
-pub fn stat(id: libc::c_int) -> SysResult<libc::semid_ds> {
+pub fn stat(id: libc::c_int) -> SysResult<SemStat> {
     // SAFETY: semid_ds is plain old data; all-zero is a valid value.
     let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
     let arg = semun { buf: &mut ds };
     check(ctl(id, 0, libc::IPC_STAT, arg), "semctl(IPC_STAT)")?;
-    Ok(ds)
+    // Fields are read by value: macOS's `semid_ds` is `packed(4)`.
+    Ok(SemStat {
+        nsems: widen_count(ds.sem_nsems),
+        uid: ds.sem_perm.uid,
+        cuid: ds.sem_perm.cuid,
+        mode: mode_bits(ds.sem_perm.mode),
+        otime: widen_signed(ds.sem_otime),
+        ctime: widen_signed(ds.sem_ctime),
+    })
 }
 
 /// `semctl(id, 0, IPC_RMID)`: removes the set at once; blocked waiters get `EIDRM`.
@@ -160,7 +190,7 @@ pub fn remove(id: libc::c_int) -> SysResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Errno, IPC_PRIVATE};
+    use crate::{Errno, IPC_PRIVATE, SEM_UNDO};
 
     fn op(num: u16, delta: i16, flags: libc::c_int) -> libc::sembuf {
         libc::sembuf {
@@ -174,16 +204,21 @@ mod tests {
     fn set_lock_and_timeout() {
         let id = semget(IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600).unwrap();
         set_value(id, 0, 1).unwrap();
-        semop(id, &mut [op(0, -1, libc::SEM_UNDO)]).unwrap();
+        semop(id, &mut [op(0, -1, SEM_UNDO)]).unwrap();
         assert_eq!(get_value(id, 0).unwrap(), 0);
         let busy = semop(id, &mut [op(0, -1, libc::IPC_NOWAIT)]).unwrap_err();
         assert_eq!(busy.errno, Errno::EAGAIN);
         let timed = semtimedop(id, &mut [op(0, -1, 0)], Some(Duration::from_millis(20)));
         assert_eq!(timed.unwrap_err().errno, Errno::EAGAIN);
-        semop(id, &mut [op(0, 1, libc::SEM_UNDO)]).unwrap();
+        semop(id, &mut [op(0, 1, SEM_UNDO)]).unwrap();
         assert_eq!(last_pid(id, 0).unwrap(), std::process::id() as i32);
         assert_eq!(waiting_count(id, 0).unwrap(), 0);
-        assert_eq!(stat(id).unwrap().sem_nsems, 1);
+        let ds = stat(id).unwrap();
+        assert_eq!(ds.nsems, 1);
+        assert_eq!(ds.mode & 0o777, 0o600);
+        assert_eq!(ds.uid, crate::process::effective_uid());
+        assert_eq!(ds.cuid, ds.uid);
+        assert!(ds.otime > 0 && ds.ctime > 0, "{ds:?}");
         remove(id).unwrap();
         assert_eq!(get_value(id, 0).unwrap_err().errno, Errno::EINVAL);
     }

@@ -89,7 +89,7 @@ fn a_squatter_with_a_forged_header_is_refused_and_left_alone() {
     // A real header, to forge from.
     let model_key = unique_key("a_squatter_model");
     let model: Cortex<u64, Semaphore> = Cortex::new(model_key, 1, None).unwrap();
-    let size = shm::stat(model.segment_id()).unwrap().shm_segsz;
+    let size = usize::try_from(shm::stat(model.segment_id()).unwrap().size).unwrap();
     let addr = shm::attach(model.segment_id(), libc::SHM_RDONLY).unwrap();
     // SAFETY: a read-only mapping of `size` bytes of our own segment, copied out at once.
     let forged = unsafe { std::slice::from_raw_parts(addr.as_ptr().cast::<u8>(), size) }.to_vec();

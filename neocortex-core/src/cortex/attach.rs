@@ -63,7 +63,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
             CortexError::clean_with_hint("attach", key, ErrorKind::from_errno(e.errno), e, hint)
         })?;
         let ds = shm::stat(id).map_err(|e| CortexError::clean("attach", key, e))?;
-        let creator_uid = ds.shm_perm.cuid;
+        let creator_uid = ds.cuid;
         let me = neocortex_sys::process::effective_uid();
         if creator_uid != me && creator_uid != 0 && Some(creator_uid) != trusted_uid {
             return Err(CortexError::ForeignSegment {
@@ -74,7 +74,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
                 ),
             });
         }
-        let real_size = ds.shm_segsz as u64;
+        let real_size = ds.size;
         if real_size < size_of::<Header>() as u64 {
             return Err(CortexError::ForeignSegment {
                 key,
@@ -93,7 +93,7 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
             _ => CortexError::clean("attach", key, e),
         })?;
         failpoints::reach("attach.before_validate");
-        match Self::validate(key, &map, &expected, (ds.shm_cpid, ds.shm_ctime)) {
+        match Self::validate(key, &map, &expected, (ds.cpid, ds.ctime)) {
             Ok(lock) => Ok(Self {
                 key,
                 map,

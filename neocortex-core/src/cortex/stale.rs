@@ -31,25 +31,25 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         // Only this user's own segments are ever reclaimed: a segment made (or handed) to
         // anyone else, root included, is not ours to judge.
         let me = neocortex_sys::process::effective_uid();
-        if ds.shm_perm.cuid != me || ds.shm_perm.uid != me {
+        if ds.cuid != me || ds.uid != me {
             return Occupant::Keep(format!(
                 "segment id {id} belongs to uid {} (created by uid {}), not to this user",
-                ds.shm_perm.uid, ds.shm_perm.cuid
+                ds.uid, ds.cuid
             ));
         }
-        if ds.shm_nattch > 0 {
+        if ds.attached > 0 {
             return Occupant::Keep(format!(
                 "segment id {id} is in use: {} process(es) attached, creator pid {}",
-                ds.shm_nattch, ds.shm_cpid
+                ds.attached, ds.cpid
             ));
         }
-        if (ds.shm_segsz as u64) < size_of::<Header>() as u64 {
+        if ds.size < size_of::<Header>() as u64 {
             return Occupant::Keep(format!(
                 "segment id {id} ({} bytes) is not a neocortex segment; it was left untouched",
-                ds.shm_segsz
+                ds.size
             ));
         }
-        let Ok(map) = Mapping::attach(id, ds.shm_segsz as u64) else {
+        let Ok(map) = Mapping::attach(id, ds.size) else {
             return Occupant::Keep(format!("segment id {id} cannot be attached to inspect it"));
         };
         let header = map.header();
@@ -57,21 +57,21 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
             // Nothing published yet: the header may be blank or half-written, so only the
             // kernel's record counts, and only a segment of exactly our size is ours to judge.
             Ok(InitState::Uninit) => {
-                if ds.shm_segsz as u64 != Self::LAYOUT.total_size {
+                if ds.size != Self::LAYOUT.total_size {
                     Occupant::Keep(format!(
                         "segment id {id} ({} bytes) holds no neocortex header; it was left \
                          untouched",
-                        ds.shm_segsz
+                        ds.size
                     ))
-                } else if creator_alive_at(ds.shm_cpid, ds.shm_ctime) {
+                } else if creator_alive_at(ds.cpid, ds.ctime) {
                     Occupant::Keep(format!(
                         "segment id {id} is being created by pid {}",
-                        ds.shm_cpid
+                        ds.cpid
                     ))
                 } else {
                     Occupant::Debris {
                         id,
-                        creator: ds.shm_cpid,
+                        creator: ds.cpid,
                     }
                 }
             }
@@ -79,11 +79,11 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
                 let creator = header.creator();
                 let ours =
                     header.descriptor().lock_tag == Self::expected().map_or(0, |d| d.lock_tag);
-                if creator.pid != ds.shm_cpid {
+                if creator.pid != ds.cpid {
                     Occupant::Keep(format!(
                         "segment id {id} names creator pid {} but the kernel says {} (another \
                          pid namespace, or a forged header); left untouched",
-                        creator.pid, ds.shm_cpid
+                        creator.pid, ds.cpid
                     ))
                 } else if creator.is_alive() {
                     Occupant::Keep(format!(
@@ -134,13 +134,13 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
             Err(e) if gone(&e) => return Ok(()),
             Err(e) => return Err(CortexError::clean(op, key, e)),
         };
-        let map = match Mapping::attach(id, ds.shm_segsz as u64) {
+        let map = match Mapping::attach(id, ds.size) {
             Ok(map) => map,
             Err(e) if gone(&e) => return Ok(()),
             Err(e) => return Err(CortexError::clean(op, key, e)),
         };
         // Someone may have attached since the inspection: then it is not stale any more.
-        let attached = shm::stat(id).map(|ds| ds.shm_nattch).unwrap_or(0);
+        let attached = shm::stat(id).map(|ds| ds.attached).unwrap_or(0);
         let removed = if attached > 1 {
             Err(CortexError::Occupied {
                 key,

@@ -272,7 +272,7 @@ pub fn assert_gone(key: i32, shmids: &[i32], semids: &[i32]) {
         const SHM_DEST: u16 = 0o1000;
         if let Ok(ds) = shm::stat(id) {
             assert!(
-                ds.shm_perm.mode & SHM_DEST != 0,
+                ds.mode & SHM_DEST != 0,
                 "segment id {id} is left (key {key:#x})"
             );
         }
