@@ -1,6 +1,6 @@
 //! The SysV semaphore-set mechanism behind [`Semaphore`](crate::Semaphore) and
 //! [`RwSemaphore`](crate::RwSemaphore): one place that creates a private set, finds it again
-//! from the segment, runs `semop`/`semtimedop` under a [`Wait`], maps the kernel's errors and
+//! from the segment, runs `semop`/`semop_timed` under a [`Wait`], maps the kernel's errors and
 //! removes the set.
 //!
 //! Every operation carries `SEM_UNDO` (the kernel reverts a dead process's operations, which
@@ -146,7 +146,7 @@ pub(crate) fn attach(key: Key, state: &SemaphoreState, nsems: u16) -> CortexResu
 }
 
 /// Applies `ops` atomically, waiting as `wait` says: `IPC_NOWAIT` for [`Wait::Never`],
-/// `semtimedop` with the time left for a deadline. An interrupted wait (a signal,
+/// `semop_timed` with the time left for a deadline. An interrupted wait (a signal,
 /// `SIGSTOP`/`SIGCONT`) is retried with the time left.
 ///
 /// # Errors
@@ -168,14 +168,14 @@ pub(crate) fn acquire<const N: usize>(
             }
             Remaining::Forever => sem::semop(id, &mut ops.map(|op| op.sembuf(false))),
             Remaining::For(left) => {
-                sem::semtimedop(id, &mut ops.map(|op| op.sembuf(false)), Some(left))
+                sem::semop_timed(id, &mut ops.map(|op| op.sembuf(false)), Some(left))
             }
         };
         match result {
             Ok(()) => return Ok(()),
             // A signal or SIGSTOP/SIGCONT: try again with what is left of the wait.
             Err(e) if e.errno == Errno::EINTR => continue,
-            // IPC_NOWAIT would have blocked, or semtimedop timed out.
+            // IPC_NOWAIT would have blocked, or the timed semop timed out.
             Err(e) if e.errno == Errno::EAGAIN => return Err(wait.gave_up(key)),
             Err(e) => return Err(lock_error("lock", key, e)),
         }

@@ -1,13 +1,22 @@
-//! Semaphore sets: `semget(2)`, `semop(2)`, `semtimedop(2)`, `semctl(2)`.
+//! Semaphore sets: `semget(2)`, `semop(2)`, `semtimedop(2)` (Linux), `semctl(2)`.
+//!
+//! [`semop_timed`] is the one timed wait for every platform: `semtimedop` on Linux, a
+//! polled non-blocking `semop` on systems that lack it (macOS, FreeBSD).
 
 use std::time::Duration;
+#[cfg(any(test, not(target_os = "linux")))]
+use std::time::Instant;
 
 use crate::errno::{check, SysResult};
 use crate::types::semctl_cmd::{GETNCNT, GETPID, GETVAL, SETVAL};
 use crate::types::{key_t, mode_bits, semun, widen_count, widen_signed};
+#[cfg(any(test, not(target_os = "linux")))]
+use crate::Errno;
 
+#[cfg(target_os = "linux")]
 extern "C" {
-    // glibc and musl export it; the `libc` crate does not declare it for Linux.
+    // glibc and musl export it; the `libc` crate does not declare it for Linux. macOS and
+    // FreeBSD have no `semtimedop` at all (see `semop_polled`).
     #[link_name = "semtimedop"]
     fn sys_semtimedop(
         semid: libc::c_int,
@@ -45,13 +54,15 @@ pub fn semop(id: libc::c_int, ops: &mut [libc::sembuf]) -> SysResult<()> {
     .map(drop)
 }
 
-/// `semtimedop(2)`: [`semop`] that gives up with `EAGAIN` after `timeout`.
+/// `semtimedop(2)` (Linux only): [`semop`] that gives up with `EAGAIN` after `timeout`.
 ///
-/// `None` waits forever. A timeout too long for `timespec` also waits forever.
+/// `None` waits forever. A timeout too long for `timespec` also waits forever. Portable code
+/// calls [`semop_timed`].
 ///
 /// # Errors
 ///
 /// As [`semop`], with `EAGAIN` also on timeout.
+#[cfg(target_os = "linux")]
 pub fn semtimedop(
     id: libc::c_int,
     ops: &mut [libc::sembuf],
@@ -65,6 +76,112 @@ pub fn semtimedop(
     // lives until the call returns.
     let ret = unsafe { sys_semtimedop(id, ops.as_mut_ptr(), ops.len(), ts_ptr) };
     check(ret, "semtimedop").map(drop)
+}
+
+/// [`semop`] that gives up with `EAGAIN` once `timeout` has passed, on every platform.
+///
+/// On Linux this is [`semtimedop`], unchanged. Where the kernel has no timed `semop` (macOS,
+/// FreeBSD) the wait is polled: `semop` with `IPC_NOWAIT`, then sleeps that double from
+/// 50 µs up to 2 ms, never past the deadline, until the operations succeed or an attempt
+/// made at or after the deadline would still block. So:
+///
+/// - a timeout is never cut short: `EAGAIN` comes only from an attempt at or after it;
+/// - `Some(Duration::ZERO)` (or any past deadline) makes exactly one attempt, never blocking;
+/// - `None`, or a timeout that overflows the clock, waits forever in a blocking `semop`;
+/// - a set removed during the wait fails the next attempt with `EINVAL` (or `EIDRM`), within
+///   one sleep (2 ms at most);
+/// - an interrupted attempt (`EINTR`) is retried by the polled path; on Linux it is
+///   returned, as `semtimedop` returns it, for the caller to retry with the time left.
+///
+/// A polled waiter is not queued in the kernel: it competes with other waiters at each
+/// attempt, so it may wait longer than a blocked one under contention (never past its
+/// timeout), and a release is noticed up to 2 ms late.
+///
+/// If an op carries `IPC_NOWAIT` itself, the polled path makes a single attempt (as
+/// `semtimedop` fails at once when such an op cannot proceed; for a mix of waiting and
+/// non-waiting ops the polled path does not wait on the waiting ones). The polled path adds
+/// `IPC_NOWAIT` to the ops' flags while it runs and removes it again before returning,
+/// except from a mixed slice, which comes back with `IPC_NOWAIT` on every op.
+///
+/// # Errors
+///
+/// As [`semop`]: `EAGAIN` on timeout (or at once for an `IPC_NOWAIT` op that would block),
+/// `EIDRM`/`EINVAL` (the set is gone), `EINTR` (Linux only), `EACCES`, `ERANGE`, `EFBIG`.
+pub fn semop_timed(
+    id: libc::c_int,
+    ops: &mut [libc::sembuf],
+    timeout: Option<Duration>,
+) -> SysResult<()> {
+    #[cfg(target_os = "linux")]
+    {
+        semtimedop(id, ops, timeout)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        semop_polled(id, ops, timeout)
+    }
+}
+
+/// The first sleep of a polled wait; each further sleep doubles, up to [`POLL_MAX_SLEEP`].
+#[cfg(any(test, not(target_os = "linux")))]
+const POLL_FIRST_SLEEP: Duration = Duration::from_micros(50);
+/// The longest sleep of a polled wait: how late a polled waiter may notice a release.
+#[cfg(any(test, not(target_os = "linux")))]
+const POLL_MAX_SLEEP: Duration = Duration::from_millis(2);
+
+/// The polled timed `semop` of [`semop_timed`] for systems without `semtimedop`; built on
+/// Linux too in tests, which call it directly.
+#[cfg(any(test, not(target_os = "linux")))]
+fn semop_polled(
+    id: libc::c_int,
+    ops: &mut [libc::sembuf],
+    timeout: Option<Duration>,
+) -> SysResult<()> {
+    let Some(deadline) = timeout.and_then(|t| Instant::now().checked_add(t)) else {
+        // No deadline (or one past the end of the clock): the kernel may block.
+        return semop(id, ops);
+    };
+    // IPC_NOWAIT is 04000 on every system, well inside a `short`.
+    let nowait = libc::IPC_NOWAIT as libc::c_short;
+    let single_attempt = ops.iter().any(|op| op.sem_flg & nowait != 0);
+    for op in ops.iter_mut() {
+        op.sem_flg |= nowait;
+    }
+    let result = poll_until(id, ops, deadline, single_attempt);
+    if !single_attempt {
+        // None carried IPC_NOWAIT before: take it off them all again.
+        for op in ops.iter_mut() {
+            op.sem_flg &= !nowait;
+        }
+    }
+    result
+}
+
+/// Attempts the (non-blocking) `ops` until they succeed, fail with something other than
+/// `EAGAIN`/`EINTR`, or an attempt at or after `deadline` would still block.
+#[cfg(any(test, not(target_os = "linux")))]
+fn poll_until(
+    id: libc::c_int,
+    ops: &mut [libc::sembuf],
+    deadline: Instant,
+    single_attempt: bool,
+) -> SysResult<()> {
+    let mut pause = POLL_FIRST_SLEEP;
+    loop {
+        let busy = match semop(id, ops) {
+            // A non-blocking semop is not expected to be interrupted; if it is, try again.
+            Err(e) if e.errno == Errno::EINTR => continue,
+            Err(e) if e.errno == Errno::EAGAIN && !single_attempt => e,
+            done => return done,
+        };
+        // Checked after the attempt, so the last attempt is made at or after the deadline.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(busy);
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(POLL_MAX_SLEEP);
+    }
 }
 
 /// A `timespec` for `d`, or `None` when it does not fit (treated as "forever").
@@ -190,7 +307,7 @@ pub fn remove(id: libc::c_int) -> SysResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Errno, IPC_PRIVATE, SEM_UNDO};
+    use crate::{IPC_PRIVATE, SEM_UNDO};
 
     fn op(num: u16, delta: i16, flags: libc::c_int) -> libc::sembuf {
         libc::sembuf {
@@ -200,17 +317,37 @@ mod tests {
         }
     }
 
+    /// A private one-semaphore set at value 0 (every take waits), removed when dropped so
+    /// that a failing test leaves nothing behind.
+    struct HeldSet(libc::c_int);
+
+    impl HeldSet {
+        fn new() -> Self {
+            Self(semget(IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600).unwrap())
+        }
+    }
+
+    impl Drop for HeldSet {
+        fn drop(&mut self) {
+            // Already gone in the tests that remove it themselves.
+            let _ = remove(self.0);
+        }
+    }
+
     #[test]
     fn set_lock_and_timeout() {
-        let id = semget(IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600).unwrap();
+        let set = HeldSet::new();
+        let id = set.0;
         set_value(id, 0, 1).unwrap();
         semop(id, &mut [op(0, -1, SEM_UNDO)]).unwrap();
         assert_eq!(get_value(id, 0).unwrap(), 0);
         let busy = semop(id, &mut [op(0, -1, libc::IPC_NOWAIT)]).unwrap_err();
         assert_eq!(busy.errno, Errno::EAGAIN);
-        let timed = semtimedop(id, &mut [op(0, -1, 0)], Some(Duration::from_millis(20)));
+        let timed = semop_timed(id, &mut [op(0, -1, 0)], Some(Duration::from_millis(20)));
         assert_eq!(timed.unwrap_err().errno, Errno::EAGAIN);
         semop(id, &mut [op(0, 1, SEM_UNDO)]).unwrap();
+        semop_timed(id, &mut [op(0, -1, SEM_UNDO)], Some(Duration::ZERO)).unwrap();
+        semop_timed(id, &mut [op(0, 1, SEM_UNDO)], None).unwrap();
         assert_eq!(last_pid(id, 0).unwrap(), std::process::id() as i32);
         assert_eq!(waiting_count(id, 0).unwrap(), 0);
         let ds = stat(id).unwrap();
@@ -228,5 +365,79 @@ mod tests {
         assert!(timespec_from(Duration::MAX).is_none());
         let ts = timespec_from(Duration::new(3, 5)).unwrap();
         assert_eq!((ts.tv_sec, ts.tv_nsec), (3, 5));
+    }
+
+    // The polled path of `semop_timed` (macOS, FreeBSD), exercised on every platform.
+
+    #[test]
+    fn polled_wait_never_gives_up_early_and_restores_the_flags() {
+        let set = HeldSet::new();
+        for timeout in [0, 1, 30].map(Duration::from_millis) {
+            let mut ops = [op(0, -1, SEM_UNDO)];
+            let started = Instant::now();
+            let err = semop_polled(set.0, &mut ops, Some(timeout)).unwrap_err();
+            assert_eq!(err.errno, Errno::EAGAIN, "{timeout:?}");
+            assert!(
+                started.elapsed() >= timeout,
+                "gave up early for {timeout:?}"
+            );
+            assert_eq!(i32::from(ops[0].sem_flg), SEM_UNDO, "flags restored");
+        }
+        assert_eq!(get_value(set.0, 0).unwrap(), 0, "nothing was taken");
+    }
+
+    #[test]
+    fn polled_wait_takes_what_is_released_meanwhile() {
+        let set = HeldSet::new();
+        let id = set.0;
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            semop(id, &mut [op(0, 1, 0)])
+        });
+        let taken = semop_polled(id, &mut [op(0, -1, 0)], Some(Duration::from_secs(30)));
+        releaser.join().unwrap().unwrap();
+        taken.unwrap();
+        assert_eq!(get_value(id, 0).unwrap(), 0);
+        // Without a deadline (none, or one past the end of the clock) it is a plain semop.
+        set_value(id, 0, 2).unwrap();
+        semop_polled(id, &mut [op(0, -1, 0)], None).unwrap();
+        semop_polled(id, &mut [op(0, -1, 0)], Some(Duration::MAX)).unwrap();
+        assert_eq!(get_value(id, 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn polled_wait_with_a_nowait_op_makes_one_attempt() {
+        let set = HeldSet::new();
+        let id = set.0;
+        // Run on a thread with a watchdog, so a polled call that wrongly waited for its
+        // hour fails the test instead of hanging it.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ops = [op(0, -1, SEM_UNDO | libc::IPC_NOWAIT)];
+            let outcome = semop_polled(id, &mut ops, Some(Duration::from_secs(3600)));
+            let _ = done.send((outcome, ops[0].sem_flg));
+        });
+        let (outcome, flags) = result
+            .recv_timeout(Duration::from_secs(30))
+            .expect("an IPC_NOWAIT op made the polled call wait");
+        assert_eq!(outcome.unwrap_err().errno, Errno::EAGAIN);
+        assert_eq!(i32::from(flags), SEM_UNDO | libc::IPC_NOWAIT, "flags kept");
+    }
+
+    #[test]
+    fn polled_wait_reports_a_removed_set() {
+        let set = HeldSet::new();
+        let id = set.0;
+        let remover = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            remove(id)
+        });
+        let err = semop_polled(id, &mut [op(0, -1, 0)], Some(Duration::from_secs(30)));
+        remover.join().unwrap().unwrap();
+        let gone = [Errno::EIDRM, Errno::EINVAL];
+        assert!(gone.contains(&err.unwrap_err().errno));
+        // And at once for a set that is already gone.
+        let err = semop_polled(id, &mut [op(0, -1, 0)], Some(Duration::from_secs(30)));
+        assert!(gone.contains(&err.unwrap_err().errno));
     }
 }
