@@ -14,6 +14,20 @@
 //! shm::remove(id)?;
 //! # Ok::<(), neocortex_sys::SysError>(())
 //! ```
+//!
+//! # Platforms
+//!
+//! Linux, macOS and FreeBSD. What differs is hidden here, so the crates above never branch
+//! on the platform:
+//!
+//! - [`sem::semop_timed`] is `semtimedop` on Linux and a polled `semop(IPC_NOWAIT)` where it
+//!   is missing (macOS, FreeBSD);
+//! - [`shm::stat`] and [`sem::stat`] return fixed-type records ([`shm::ShmStat`],
+//!   [`sem::SemStat`]) instead of each platform's `shmid_ds`/`semid_ds`;
+//! - [`random::fill`] is `getrandom` on Linux and FreeBSD, `arc4random_buf` elsewhere;
+//! - `process::proc_start_time` asks the kernel for a start time where `/proc` is missing
+//!   (macOS, FreeBSD);
+//! - `futex` (the futex calls) exists on Linux only.
 #![cfg(unix)]
 
 mod errno;
