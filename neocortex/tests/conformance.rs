@@ -386,6 +386,7 @@ macro_rules! conformance {
 
 conformance!(semaphore, neocortex::Semaphore);
 conformance!(rw_semaphore, neocortex::RwSemaphore);
+#[cfg(target_os = "linux")]
 conformance!(mutex, neocortex::Mutex);
 
 #[test]

@@ -1,6 +1,8 @@
 //! Fault injection at every step of creation: a creator killed anywhere leaves nothing that
 //! an attacher mistakes for ready, and the next `new` reclaims it; a failed step is
 //! `CleanSystem` with nothing left, or `DirtySystem` naming exactly what is left.
+// Linux only: this file compares the SysV objects in `/proc/sysvipc` before and after.
+#![cfg(target_os = "linux")]
 #![expect(
     clippy::unwrap_used,
     reason = "test helpers: an unexpected error fails the test with its message"

@@ -1,5 +1,7 @@
 //! A pid-based lock (`Mutex`) refuses an attacher in another pid namespace, where its holder
 //! would look dead; a SysV semaphore lock works across pid namespaces.
+// Linux only: this file needs pid namespaces (`unshare(CLONE_NEWPID)`) and the Linux-only `Mutex`.
+#![cfg(target_os = "linux")]
 #![expect(
     clippy::unwrap_used,
     reason = "test helpers: an unexpected error fails the test with its message"

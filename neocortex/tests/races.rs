@@ -185,6 +185,7 @@ fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_rw_semaphore() {
     never_torn::<neocortex::RwSemaphore>("never_torn_rw_semaphore");
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_mutex() {
     never_torn::<neocortex::Mutex>("never_torn_mutex");

@@ -1,5 +1,7 @@
 //! A creator that dies leaves a segment that is recognised as stale: half-made debris is
 //! reclaimed by the next `new`, a finished but orphaned segment only on request.
+// Linux only: this file compares the semaphore sets in `/proc/sysvipc/sem` before and after.
+#![cfg(target_os = "linux")]
 #![expect(
     clippy::unwrap_used,
     reason = "test helpers: an unexpected error fails the test with its message"

@@ -47,8 +47,7 @@ pub fn fork(body: impl FnOnce() -> i32) -> Child {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        // SAFETY: PR_SET_PDEATHSIG takes a signal number; a hung test must not leave us.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        die_with_parent();
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
         // SAFETY: leaves the child at once, without running the parent's atexit handlers
         // or destructors of values the child inherited.
@@ -56,6 +55,18 @@ pub fn fork(body: impl FnOnce() -> i32) -> Child {
     }
     Child { pid, reaped: false }
 }
+
+/// A hung test must not leave us: the kernel kills this child when the parent dies.
+#[cfg(target_os = "linux")]
+fn die_with_parent() {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+}
+
+/// Without `PR_SET_PDEATHSIG` (Linux only), children are killed by the parent's `Child`
+/// drop and watchdog; a harness killed outright can leave one behind.
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent() {}
 
 impl Child {
     pub fn pid(&self) -> libc::pid_t {
@@ -141,9 +152,24 @@ pub struct Pipe {
 impl Pipe {
     pub fn new() -> Self {
         let mut fds = [0; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-        assert_eq!(ret, 0, "pipe2 failed");
+        #[cfg(not(target_os = "macos"))]
+        {
+            // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+            let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+            assert_eq!(ret, 0, "pipe2 failed");
+        }
+        #[cfg(target_os = "macos")]
+        {
+            // macOS has no pipe2: pipe, then close-on-exec on both ends.
+            // SAFETY: `fds` is a valid array of two ints for pipe to fill.
+            let ret = unsafe { libc::pipe(fds.as_mut_ptr()) };
+            assert_eq!(ret, 0, "pipe failed");
+            for fd in fds {
+                // SAFETY: F_SETFD on a descriptor this process just opened.
+                let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                assert_eq!(ret, 0, "fcntl(F_SETFD) failed");
+            }
+        }
         Self {
             read: fds[0],
             write: fds[1],
@@ -284,6 +310,7 @@ pub fn assert_gone(key: i32, shmids: &[i32], semids: &[i32]) {
             "semaphore set id {id} is left (key {key:#x})"
         );
     }
+    // Linux only: elsewhere there is no /proc to read, and this part of the check is empty.
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let name = format!("/SYSV{:08x}", key as u32);
     assert!(
