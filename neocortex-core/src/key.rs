@@ -10,8 +10,9 @@ use std::fmt;
 pub(crate) struct Key(pub(crate) i32);
 
 impl Key {
-    /// The raw `key_t`.
-    pub(crate) fn raw(self) -> libc::key_t {
+    /// The raw key, as `ipcs` lists it (the `key_t` of Linux and macOS; `neocortex-sys`
+    /// widens it for FreeBSD's 64-bit `key_t`).
+    pub(crate) fn raw(self) -> i32 {
         self.0
     }
 
@@ -24,7 +25,8 @@ impl Key {
     ///
     /// # Errors
     ///
-    /// The `getrandom(2)` error, which does not happen on a booted Linux system.
+    /// The `getrandom(2)` error (Linux, FreeBSD), which does not happen on a booted system;
+    /// elsewhere the source (`arc4random_buf(3)`) cannot fail.
     pub(crate) fn random() -> Result<Self, neocortex_sys::SysError> {
         loop {
             let mut bytes = [0u8; 4];

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use neocortex_sys::process::current_pid;
-use neocortex_sys::{sem, Errno, SysError, SysResult, IPC_PRIVATE};
+use neocortex_sys::{sem, Errno, SysError, SysResult, IPC_PRIVATE, SEM_UNDO};
 
 use crate::error::{CortexError, CortexResult, ErrorKind, IntoOs};
 use crate::header::Header;
@@ -200,13 +200,13 @@ pub(crate) fn check_set(set: i32, creator_uid: u32) -> Result<u16, BadSet> {
         clippy::useless_conversion,
         reason = "the field's type differs between platforms"
     )]
-    let nsems = u64::from(ds.sem_nsems);
+    let nsems = u64::from(ds.nsems);
     let slots = nsems.saturating_sub(u64::from(FIRST_SLOT));
-    if slots == 0 || slots > u64::from(MAX_SLOTS) || ds.sem_perm.cuid != creator_uid {
+    if slots == 0 || slots > u64::from(MAX_SLOTS) || ds.cuid != creator_uid {
         return Err(BadSet::Foreign(format!(
             "its header names semaphore set {set}, which is not its members set ({nsems} \
              semaphores, created by uid {})",
-            ds.sem_perm.cuid
+            ds.cuid
         )));
     }
     Ok(slots as u16)
@@ -236,7 +236,7 @@ fn try_claim(set: i32, slot: u16, tag: u16) -> SysResult<bool> {
     let num = FIRST_SLOT + slot;
     let mut ops = [
         op(num, 0, libc::IPC_NOWAIT),
-        op(num, delta, libc::SEM_UNDO | libc::IPC_NOWAIT),
+        op(num, delta, SEM_UNDO | libc::IPC_NOWAIT),
     ];
     loop {
         // SAFETY: the members protocol: a slot goes from 0 to a tag with SEM_UNDO, only when
@@ -288,7 +288,7 @@ pub(crate) fn release(set: i32, token: Token) -> SysResult<()> {
     let mut ops = [op(
         FIRST_SLOT + token.slot(),
         delta,
-        libc::SEM_UNDO | libc::IPC_NOWAIT,
+        SEM_UNDO | libc::IPC_NOWAIT,
     )];
     loop {
         // SAFETY: the members protocol: the claiming process takes its own tag back, with
@@ -308,7 +308,7 @@ pub(crate) fn is_alive(set: i32, token: Token) -> SysResult<bool> {
 
 /// Takes the reaper semaphore, waiting as `wait` says; `Ok(false)` when it gave up.
 pub(crate) fn take_reaper(set: i32, wait: Wait) -> SysResult<bool> {
-    let mut ops = [op(REAPER, 0, 0), op(REAPER, 1, libc::SEM_UNDO)];
+    let mut ops = [op(REAPER, 0, 0), op(REAPER, 1, SEM_UNDO)];
     loop {
         let result = match wait.remaining() {
             Remaining::NoWait | Remaining::Expired => {
@@ -333,7 +333,7 @@ pub(crate) fn take_reaper(set: i32, wait: Wait) -> SysResult<bool> {
 
 /// Gives the reaper semaphore back.
 pub(crate) fn release_reaper(set: i32) -> SysResult<()> {
-    let mut ops = [op(REAPER, -1, libc::SEM_UNDO | libc::IPC_NOWAIT)];
+    let mut ops = [op(REAPER, -1, SEM_UNDO | libc::IPC_NOWAIT)];
     loop {
         // SAFETY: the reaper protocol: the holder gives back its 1, with SEM_UNDO like the
         // take.
@@ -346,7 +346,7 @@ pub(crate) fn release_reaper(set: i32) -> SysResult<()> {
 
 /// Counts this handle among the watchers (`delta` 1) or stops counting it (-1).
 fn change_watchers(set: i32, delta: i16) -> SysResult<()> {
-    let mut ops = [op(WATCHERS, delta, libc::SEM_UNDO | libc::IPC_NOWAIT)];
+    let mut ops = [op(WATCHERS, delta, SEM_UNDO | libc::IPC_NOWAIT)];
     loop {
         // SAFETY: the watchers protocol: each watcher handle adds 1 with SEM_UNDO once and
         // takes it back once; the count guards no memory.

@@ -1,31 +1,37 @@
 //! Who created a segment, and whether that process is still alive.
 //!
 //! A pid alone can be reused by an unrelated process; a pid together with the process's start
-//! time (field 22 of `/proc/<pid>/stat`, in clock ticks since boot) cannot.
+//! time cannot. On Linux the start time is field 22 of `/proc/<pid>/stat` (clock ticks since
+//! boot); on macOS and FreeBSD the kernel reports it
+//! (`neocortex_sys::process::proc_start_time`). Whenever a start time is not known, the
+//! answer is "alive": nothing that may be live is ever reclaimed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use neocortex_sys::process::{clock_ticks_per_second, current_pid, pid_exists};
+#[cfg(target_os = "linux")]
+use neocortex_sys::process::clock_ticks_per_second;
+use neocortex_sys::process::{current_pid, pid_exists};
 
 /// A process, identified so that pid reuse cannot fool a liveness check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ProcessIdentity {
     /// The pid.
     pub(crate) pid: i32,
-    /// Start time in clock ticks after boot, or 0 where `/proc` is not available.
+    /// Start time as [`start_ticks`] gives it (clock ticks after boot on Linux, 1/100 s
+    /// elsewhere), or 0 when it is not known.
     pub(crate) start_ticks: u64,
 }
 
 impl ProcessIdentity {
-    /// The calling process. `/proc` is read once per process: the start time is cached
-    /// with the pid it belongs to, so a forked child reads its own.
+    /// The calling process. The start time is read once per process: it is cached with the
+    /// pid it belongs to, so a forked child reads its own.
     #[inline]
     pub(crate) fn current() -> Self {
         static CACHE: AtomicU64 = AtomicU64::new(0);
         let pid = current_pid();
         let cached = CACHE.load(Ordering::Relaxed);
         // The cache holds (pid << 40) | start ticks (ticks fit in 40 bits for ~348 years at
-        // 100 Hz).
+        // 100 Hz, counted from boot on Linux and from 1970 elsewhere).
         if cached != 0 && (cached >> 40) as i32 == pid {
             return Self {
                 pid,
@@ -66,13 +72,10 @@ pub(crate) fn creator_alive_at(pid: i32, created_at: i64) -> bool {
     if !pid_exists(pid) {
         return false;
     }
-    match (start_ticks(pid), boot_time()) {
-        (Some(ticks), Some(boot)) => {
-            let started = boot + (ticks / clock_ticks_per_second()) as i64;
-            // One second of slack for the rounding of both clocks.
-            started <= created_at + 1
-        }
-        _ => true,
+    match started_at(pid) {
+        // One second of slack for the rounding of both clocks.
+        Some(started) => started <= created_at + 1,
+        None => true,
     }
 }
 
@@ -90,26 +93,55 @@ pub(crate) fn pid_namespace() -> u64 {
     }
 }
 
-/// Start time of `pid` in clock ticks after boot.
+/// A stamp of when `pid` started, equal for the same process and different for a later one
+/// with the same pid: on Linux its start in clock ticks after boot (field 22 of
+/// `/proc/<pid>/stat`); elsewhere the kernel's start stamp in 1/100 s. `None` when unknown.
+#[cfg(target_os = "linux")]
 pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_start_ticks(&stat)
 }
 
+/// A stamp of when `pid` started, equal for the same process and different for a later one
+/// with the same pid: on Linux its start in clock ticks after boot (field 22 of
+/// `/proc/<pid>/stat`); elsewhere the kernel's start stamp in 1/100 s. `None` when unknown.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
+    let start = neocortex_sys::process::proc_start_time(pid)?;
+    Some(start.stamp_micros / 10_000)
+}
+
+/// When `pid` started, in seconds since the epoch by the current clock.
+#[cfg(target_os = "linux")]
+fn started_at(pid: i32) -> Option<i64> {
+    let ticks = start_ticks(pid)?;
+    let secs = i64::try_from(ticks / clock_ticks_per_second()).ok()?;
+    boot_time()?.checked_add(secs)
+}
+
+/// When `pid` started, in seconds since the epoch by the current clock.
+#[cfg(not(target_os = "linux"))]
+fn started_at(pid: i32) -> Option<i64> {
+    neocortex_sys::process::proc_start_time(pid).map(|start| start.epoch_secs)
+}
+
 /// Field 22 of a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses and
 /// may itself contain spaces and parentheses, so fields are counted from the last `)`.
+#[cfg(any(target_os = "linux", test))]
 pub(crate) fn parse_start_ticks(stat: &str) -> Option<u64> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     // After the name come field 3 (state) onwards; field 22 is the 20th of those.
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+#[cfg(target_os = "linux")]
 fn boot_time() -> Option<i64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     parse_boot_time(&stat)
 }
 
 /// The `btime` line of `/proc/stat`: boot time in seconds since the epoch.
+#[cfg(any(target_os = "linux", test))]
 pub(crate) fn parse_boot_time(stat: &str) -> Option<i64> {
     stat.lines()
         .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())

@@ -225,8 +225,8 @@ mod tests {
         let lock = RwSemaphore::create(cx, &state, &settings).expect("create");
         let _cleanup = RemoveOnDrop(cx.key(), &state);
         let ds = sem::stat(lock.set_id()).expect("stat");
-        assert_eq!(ds.sem_nsems, 3);
-        assert_eq!(ds.sem_perm.mode & 0o777, 0o660);
+        assert_eq!(ds.nsems, 3);
+        assert_eq!(ds.mode & 0o777, 0o660);
         assert_eq!(counts(&lock), (0, 0, 0));
         assert_eq!(
             RwSemaphore::attach(cx, &state).expect("attach").set_id(),

@@ -1,6 +1,6 @@
 //! The SysV semaphore-set mechanism behind [`Semaphore`](crate::Semaphore) and
 //! [`RwSemaphore`](crate::RwSemaphore): one place that creates a private set, finds it again
-//! from the segment, runs `semop`/`semtimedop` under a [`Wait`], maps the kernel's errors and
+//! from the segment, runs `semop`/`semop_timed` under a [`Wait`], maps the kernel's errors and
 //! removes the set.
 //!
 //! Every operation carries `SEM_UNDO` (the kernel reverts a dead process's operations, which
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use neocortex_core::{
     CortexError, CortexResult, ErrorKind, Leftover, OsError, Permission, Remaining, Wait,
 };
-use neocortex_sys::{sem, Errno, SysError, IPC_PRIVATE};
+use neocortex_sys::{sem, Errno, SysError, IPC_PRIVATE, SEM_UNDO};
 
 /// A `-sys` error as the core's `OsError`.
 pub(crate) fn os(e: SysError) -> OsError {
@@ -79,7 +79,7 @@ impl Op {
     }
 
     fn sembuf(self, nowait: bool) -> libc::sembuf {
-        let mut flags = libc::SEM_UNDO;
+        let mut flags = SEM_UNDO;
         if nowait {
             flags |= libc::IPC_NOWAIT;
         }
@@ -140,12 +140,12 @@ pub(crate) fn attach(key: i32, state: &SysvState, nsems: u16) -> CortexResult<i3
         });
     };
     match sem::stat(id) {
-        Ok(ds) if ds.sem_nsems == nsems.into() => Ok(id),
+        Ok(ds) if ds.nsems == u64::from(nsems) => Ok(id),
         Ok(ds) => Err(CortexError::ForeignSegment {
             key,
             reason: format!(
                 "semaphore set {id} has {} semaphores, expected {nsems}",
-                ds.sem_nsems
+                ds.nsems
             ),
         }),
         Err(e) => Err(lock_error("attach semaphore", key, e)),
@@ -290,12 +290,12 @@ mod tests {
         assert_eq!((b.sem_num, b.sem_op), (2, -1));
         assert_eq!(
             i32::from(b.sem_flg),
-            libc::SEM_UNDO | libc::IPC_NOWAIT,
+            SEM_UNDO | libc::IPC_NOWAIT,
             "nowait op"
         );
         let b = Op::wait_zero(1).sembuf(false);
         assert_eq!((b.sem_num, b.sem_op), (1, 0));
-        assert_eq!(i32::from(b.sem_flg), libc::SEM_UNDO, "waiting op");
+        assert_eq!(i32::from(b.sem_flg), SEM_UNDO, "waiting op");
     }
 
     #[test]
@@ -311,7 +311,7 @@ mod tests {
             .collect();
         assert_eq!(values, [3, 0, 7]);
         let ds = sem::stat(id).expect("stat");
-        assert_eq!(ds.sem_perm.mode & 0o777, 0o600);
+        assert_eq!(ds.mode & 0o777, 0o600);
         assert_eq!(attach(key, &state, 3).expect("attach"), id);
         let wrong = attach(key, &state, 1).expect_err("wrong size");
         assert_eq!(wrong.kind(), ErrorKind::LayoutMismatch, "{wrong}");

@@ -130,7 +130,7 @@ mod tests {
             SysvSemaphore::create(&cx, &state, &SemaphoreSettings::default()).expect("create");
         let _cleanup = RemoveOnDrop(cx.key(), &state);
         let id = lock.set_id();
-        assert_eq!(sem::stat(id).expect("stat").sem_nsems, 1);
+        assert_eq!(sem::stat(id).expect("stat").nsems, 1);
         let other = SysvSemaphore::attach(&cx, &state).expect("attach");
         assert_eq!(other.set_id(), id);
 

@@ -1,4 +1,5 @@
-//! Process identity: a cached `getpid` that stays right across `fork`, and liveness probes.
+//! Process identity: a cached `getpid` that stays right across `fork`, liveness probes, and
+//! process start times where `/proc` is missing (macOS, FreeBSD).
 
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, Ordering};
 
@@ -175,7 +176,8 @@ pub fn kill_self() {
     unsafe { libc::kill(current_pid(), libc::SIGKILL) };
 }
 
-/// Clock ticks per second, the unit of start times in `/proc/<pid>/stat`.
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of start times in Linux's
+/// `/proc/<pid>/stat`.
 pub fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf takes a plain value.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -190,6 +192,154 @@ pub fn page_size() -> usize {
         .ok()
         .filter(|&s| s > 0)
         .unwrap_or(4096)
+}
+
+/// When a process started, as the kernel recorded it: `proc_start_time` (not on Linux).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartTime {
+    /// A stamp in microseconds that stays the same for the whole life of the process, so a
+    /// later process that got the same pid has another one: on macOS the wall-clock start the
+    /// kernel recorded at `fork`; on FreeBSD the time since boot at which the process started
+    /// (its wall-clock start moves when the clock is set, this does not). Compare stamps only
+    /// with stamps from this function on the same machine.
+    pub stamp_micros: u64,
+    /// The start in seconds since the Unix epoch by the current clock, to compare with
+    /// times the kernel records, such as `shm_ctime`.
+    pub epoch_secs: i64,
+}
+
+/// The microseconds in a `timeval` (seconds and microseconds, of platform-dependent types),
+/// or `None` for a negative or out-of-range one.
+#[cfg_attr(
+    all(not(any(target_os = "macos", target_os = "freebsd")), not(test)),
+    expect(
+        dead_code,
+        reason = "only macOS and FreeBSD read start times as timevals"
+    )
+)]
+fn timeval_micros(sec: i64, usec: i64) -> Option<u64> {
+    if !(0..1_000_000).contains(&usec) {
+        return None;
+    }
+    u64::try_from(sec)
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(usec.unsigned_abs())
+}
+
+/// When process `pid` started, from `proc_pidinfo(PROC_PIDTBSDINFO)`.
+///
+/// `None` when there is no such process or the kernel refuses to describe it: on macOS,
+/// `PROC_PIDTBSDINFO` needs the same user (or root), so another user's process is `None`.
+/// Callers treat `None` as "unknown", never as "dead". Linux has no such call here: its
+/// start times come from `/proc/<pid>/stat` (see `neocortex-core`).
+#[cfg(target_os = "macos")]
+pub fn proc_start_time(pid: libc::pid_t) -> Option<StartTime> {
+    let wanted = u32::try_from(pid).ok().filter(|&p| p > 0)?;
+    let size = std::mem::size_of::<libc::proc_bsdinfo>();
+    // SAFETY: proc_bsdinfo is plain old data (integers and byte arrays); all-zero is valid.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let buf: *mut libc::proc_bsdinfo = &mut info;
+    let len = libc::c_int::try_from(size).ok()?;
+    // SAFETY: `buf` points to `info`, a live, writable proc_bsdinfo of `len` bytes; the
+    // kernel writes at most the buffer size it is given (proc_pidinfo, <libproc.h>).
+    let written = unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, buf.cast(), len) };
+    // It returns the bytes written: anything but a whole record (0 and an errno on failure,
+    // e.g. ESRCH or EPERM) is no answer.
+    if usize::try_from(written).ok() != Some(size) || info.pbi_pid != wanted {
+        return None;
+    }
+    let sec = i64::try_from(info.pbi_start_tvsec).ok()?;
+    let usec = i64::try_from(info.pbi_start_tvusec).ok()?;
+    Some(StartTime {
+        stamp_micros: timeval_micros(sec, usec)?,
+        epoch_secs: sec,
+    })
+}
+
+/// When process `pid` started, from `sysctl(kern.proc.pid.<pid>)` (`kinfo_proc.ki_start`).
+///
+/// FreeBSD reports `ki_start` as the uptime at which the process started plus the current
+/// boot time, which moves when the clock is set; the stamp is therefore taken relative to
+/// `kern.boottime`, read before and after (and again if it changed in between).
+///
+/// `None` when there is no such process (including one in another jail) or the kernel
+/// gives no start time. Callers treat `None` as "unknown", never as "dead".
+#[cfg(target_os = "freebsd")]
+pub fn proc_start_time(pid: libc::pid_t) -> Option<StartTime> {
+    if pid <= 0 {
+        return None;
+    }
+    use crate::types::widen_signed;
+    let micros =
+        |tv: libc::timeval| timeval_micros(widen_signed(tv.tv_sec), widen_signed(tv.tv_usec));
+    for _ in 0..3 {
+        let before = micros(sysctl::boot_time()?)?;
+        let info = sysctl::kinfo_proc(pid)?;
+        let after = micros(sysctl::boot_time()?)?;
+        if before != after {
+            // The clock was set meanwhile: `ki_start` may hold either boot time.
+            continue;
+        }
+        return Some(StartTime {
+            stamp_micros: micros(info.ki_start)?.checked_sub(before)?,
+            epoch_secs: widen_signed(info.ki_start.tv_sec),
+        });
+    }
+    None
+}
+
+#[cfg(target_os = "freebsd")]
+mod sysctl {
+    /// Reads a fixed-size value: `sysctl(mib, out, &len, NULL, 0)`, which must fill it all.
+    fn read<T>(mib: &[libc::c_int], out: &mut T) -> Option<()> {
+        let mut len = std::mem::size_of::<T>();
+        let out: *mut T = out;
+        let names = libc::c_uint::try_from(mib.len()).ok()?;
+        // SAFETY: `mib` is a live array of `names` ints; `out` points to a live, writable T
+        // of `len` bytes, and `len` tells the kernel so: it writes at most that many bytes
+        // (or fails with ENOMEM) and stores the length written (sysctl(3)). Nothing is set.
+        let ret = unsafe {
+            libc::sysctl(
+                mib.as_ptr(),
+                names,
+                out.cast(),
+                &mut len,
+                std::ptr::null(),
+                0,
+            )
+        };
+        (ret == 0 && len == std::mem::size_of::<T>()).then_some(())
+    }
+
+    /// `kern.boottime`.
+    pub(super) fn boot_time() -> Option<libc::timeval> {
+        let mut tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        };
+        read(&[libc::CTL_KERN, libc::KERN_BOOTTIME], &mut tv)?;
+        Some(tv)
+    }
+
+    /// `kern.proc.pid.<pid>`: the process's `kinfo_proc`, if it exists.
+    pub(super) fn kinfo_proc(pid: libc::pid_t) -> Option<libc::kinfo_proc> {
+        // SAFETY: kinfo_proc is plain old data (integers, arrays, raw pointers the kernel
+        // fills with its own addresses, never dereferenced here); all-zero is valid.
+        let mut info: libc::kinfo_proc = unsafe { std::mem::zeroed() };
+        let mib = [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_PID, pid];
+        read(&mib, &mut info)?;
+        let whole = usize::try_from(info.ki_structsize).ok() == Some(std::mem::size_of_val(&info));
+        (whole && info.ki_pid == pid).then_some(info)
+    }
+}
+
+/// When process `pid` started: not known on this system, so always `None`, which callers
+/// treat as "unknown", never as "dead".
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
+pub fn proc_start_time(pid: libc::pid_t) -> Option<StartTime> {
+    let _ = pid;
+    None
 }
 
 #[cfg(test)]
@@ -232,5 +382,32 @@ mod tests {
             0,
             "the child read its parent's pid"
         );
+    }
+
+    #[test]
+    fn timevals_convert_to_microseconds() {
+        assert_eq!(timeval_micros(0, 0), Some(0));
+        assert_eq!(
+            timeval_micros(1_700_000_000, 999_999),
+            Some(1_700_000_000_999_999)
+        );
+        assert_eq!(timeval_micros(-1, 0), None);
+        assert_eq!(timeval_micros(1, -1), None);
+        assert_eq!(timeval_micros(1, 1_000_000), None);
+        assert_eq!(timeval_micros(i64::MAX, 0), None);
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    #[test]
+    fn own_start_time_is_known_and_stable() {
+        let me = proc_start_time(current_pid()).expect("own start time");
+        assert!(me.stamp_micros > 0);
+        assert_eq!(proc_start_time(current_pid()), Some(me));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        assert!(me.epoch_secs <= now + 1);
+        assert_eq!(proc_start_time(0), None);
+        assert_eq!(proc_start_time(-1), None);
     }
 }

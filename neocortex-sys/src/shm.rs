@@ -3,16 +3,58 @@
 use std::ptr::NonNull;
 
 use crate::errno::{check, SysError, SysResult};
+use crate::types::{key_t, mode_bits, widen_count, widen_signed};
+
+/// What `shmctl(IPC_STAT)` says about a segment, in fixed types on every platform.
+///
+/// `shmid_ds` differs between systems (field types, the `ipc_perm` layout, macOS packs it to
+/// 4 bytes); [`stat`] converts it here so that no caller depends on one platform's layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmStat {
+    /// The real size of the segment in bytes (`shm_segsz`).
+    pub size: u64,
+    /// How many attachments the segment has (`shm_nattch`).
+    pub attached: u64,
+    /// The pid of the creator (`shm_cpid`); 0 on Linux for a creator in another pid namespace.
+    pub cpid: i32,
+    /// The last change, in seconds since the epoch (`shm_ctime`): creation, or the last
+    /// `IPC_SET`.
+    pub ctime: i64,
+    /// The owner's uid (`shm_perm.uid`).
+    pub uid: u32,
+    /// The creator's uid (`shm_perm.cuid`).
+    pub cuid: u32,
+    /// The mode bits (`shm_perm.mode`): permissions, and on Linux the state bits `SHM_DEST`
+    /// (`01000`, removed but still attached) and `SHM_LOCKED` (`02000`).
+    pub mode: u16,
+}
+
+impl ShmStat {
+    fn from_raw(ds: &libc::shmid_ds) -> Self {
+        // Fields are read by value: macOS's `shmid_ds` is `packed(4)`, so no reference to a
+        // field of it may be taken.
+        Self {
+            size: widen_count(ds.shm_segsz),
+            attached: widen_count(ds.shm_nattch),
+            cpid: ds.shm_cpid,
+            ctime: widen_signed(ds.shm_ctime),
+            uid: ds.shm_perm.uid,
+            cuid: ds.shm_perm.cuid,
+            mode: mode_bits(ds.shm_perm.mode),
+        }
+    }
+}
 
 /// `shmget(2)`: finds or creates the segment for `key`.
 ///
 /// Note that the kernel accepts any `size` up to the real size of an existing segment, so the
-/// caller must check `shm_segsz` (see [`stat`]) before trusting the size.
+/// caller must check the real size ([`ShmStat::size`], see [`stat`]) before trusting it.
 ///
 /// # Errors
 ///
 /// The `errno` of `shmget`: `ENOENT`, `EEXIST`, `EACCES`, `EINVAL`, `ENOSPC`, `ENOMEM`, ...
-pub fn shmget(key: libc::key_t, size: usize, flags: libc::c_int) -> SysResult<libc::c_int> {
+pub fn shmget(key: i32, size: usize, flags: libc::c_int) -> SysResult<libc::c_int> {
+    let key = key_t(key);
     // SAFETY: shmget takes plain values and touches no memory of ours.
     check(unsafe { libc::shmget(key, size, flags) }, "shmget")
 }
@@ -63,14 +105,14 @@ pub unsafe fn detach(addr: NonNull<libc::c_void>) -> SysResult<()> {
 ///
 /// # Errors
 ///
-/// `EINVAL` (no such id), `EACCES` (no read permission).
-pub fn stat(id: libc::c_int) -> SysResult<libc::shmid_ds> {
+/// `EINVAL` (no such id, or removed), `EACCES` (no read permission).
+pub fn stat(id: libc::c_int) -> SysResult<ShmStat> {
     // SAFETY: shmid_ds is plain old data; all-zero is a valid value.
     let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
     // SAFETY: IPC_STAT writes one shmid_ds into the buffer we own.
     let ret = unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) };
     check(ret, "shmctl(IPC_STAT)")?;
-    Ok(ds)
+    Ok(ShmStat::from_raw(&ds))
 }
 
 /// `shmctl(id, IPC_SET)`: changes the owner uid/gid and mode bits from `ds`.
@@ -112,13 +154,25 @@ mod tests {
     fn private_segment_round_trip() {
         let id = shmget(IPC_PRIVATE, 100, libc::IPC_CREAT | 0o600).unwrap();
         let ds = stat(id).unwrap();
-        assert_eq!(ds.shm_segsz, 100);
-        assert_eq!(ds.shm_perm.mode & 0o777, 0o600);
+        assert_eq!(ds.size, 100);
+        assert_eq!(ds.mode & 0o777, 0o600);
+        assert_eq!(ds.attached, 0);
+        assert_eq!(ds.cpid, crate::process::pid_uncached());
+        assert_eq!(ds.uid, crate::process::effective_uid());
+        assert_eq!(ds.cuid, ds.uid);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        assert!(
+            (now - 5..=now + 5).contains(&ds.ctime),
+            "{} vs {now}",
+            ds.ctime
+        );
         // SAFETY: a private segment only this test knows; nothing is read or written through
         // the mapping, which is detached once.
         let addr = unsafe { attach(id, 0) }.unwrap();
-        assert_eq!(stat(id).unwrap().shm_nattch, 1);
-        // SAFETY: as above.
+        assert_eq!(stat(id).unwrap().attached, 1);
+        // SAFETY: `addr` was attached above and is not used after this.
         unsafe { detach(addr) }.unwrap();
         // SAFETY: as above.
         unsafe { remove(id) }.unwrap();

@@ -18,11 +18,9 @@ fn ids(c: &Cortex<impl neocortex::ShmSafe, Semaphore>) -> (Vec<i32>, Vec<i32>) {
 fn modes(c: &Cortex<impl neocortex::ShmSafe, Semaphore>) -> (u16, u16) {
     let shm = neocortex_sys::shm::stat(c.segment_id())
         .expect("stat the segment")
-        .shm_perm
         .mode;
     let sem = neocortex_sys::sem::stat(semaphore_set_ids(c)[0])
         .expect("stat the set")
-        .sem_perm
         .mode;
     (shm & 0o777, sem & 0o777)
 }
@@ -163,7 +161,7 @@ fn twenty_threads_attach_at_once() {
     assert_eq!(
         neocortex_sys::shm::stat(cortex.segment_id())
             .unwrap()
-            .shm_nattch,
+            .attached,
         1,
         "every attacher detached"
     );

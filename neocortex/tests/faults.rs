@@ -6,6 +6,8 @@
 //! private IPC namespace (`common::in_private_ipc_namespace`), where every object is its
 //! own: exact whatever else runs on the machine. The failure points are armed only inside
 //! those forked children, never in the test process itself.
+// Linux only: this file compares the SysV objects in `/proc/sysvipc` before and after.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Kernel limits, lowered inside a private IPC namespace so the host is never touched:
 //! creation fails with `LimitReached` and a half-made segment is rolled back.
+// Linux only: this file lowers kernel limits in a private IPC namespace (`unshare`, `/proc/sys`).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! across them, never takes over from a live holder in another namespace, and takes over
 //! from a dead one; a pid-based lock is refused there, by namespace identity, not by pid
 //! numbers.
+// Linux only: this file needs pid namespaces (`unshare(CLONE_NEWPID)`).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -118,7 +118,7 @@ fn read_only_for_others_is_readable_by_the_kernel_but_refused_by_attach() {
         let Ok(id) = neocortex_sys::shm::shmget(key, 0, 0o400) else {
             return 3;
         };
-        let Ok(size) = neocortex_sys::shm::stat(id).map(|ds| ds.shm_segsz) else {
+        let Ok(size) = neocortex_sys::shm::stat(id).map(|ds| ds.size as usize) else {
             return 4;
         };
         // SAFETY: an object this test made (or forged) itself, used by nobody else.
@@ -173,7 +173,7 @@ fn a_squatter_with_a_forged_header_is_refused_and_left_alone() {
     // A real header, to forge from.
     let model_key = unique_key("a_squatter_model");
     let model: Cortex<u64, Semaphore> = Cortex::new(model_key, 1, None).unwrap();
-    let size = shm::stat(model.segment_id()).unwrap().shm_segsz;
+    let size = usize::try_from(shm::stat(model.segment_id()).unwrap().size).unwrap();
     // SAFETY: an object this test made (or forged) itself, used by nobody else.
     let addr = unsafe { shm::attach(model.segment_id(), libc::SHM_RDONLY) }.unwrap();
     // SAFETY: a read-only mapping of `size` bytes of our own segment, copied out at once.

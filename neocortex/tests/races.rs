@@ -193,6 +193,7 @@ fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_rw_semaphore() {
     never_torn::<neocortex::RwSemaphore>("never_torn_rw_semaphore");
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn readers_and_writers_never_see_a_torn_page_or_lose_an_update_sysv_semaphore() {
     let _guard = common::watchdog();

@@ -1,6 +1,8 @@
 //! A soak test of create/attach/lock/kill cycles, ignored by default.
 //!
 //! `NEOCORTEX_SOAK_SECS=30 cargo test -p neocortex --test soak -- --ignored` (CI runs it so).
+// Linux only: this file counts SysV objects through `/proc/sysvipc`.
+#![cfg(target_os = "linux")]
 
 mod common;
 

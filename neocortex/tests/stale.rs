@@ -3,6 +3,8 @@
 //!
 //! These tests compare the semaphore sets before and after, so each runs its body in a
 //! private IPC namespace, where every set is its own.
+// Linux only: this file compares the semaphore sets in `/proc/sysvipc/sem` before and after.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -89,7 +89,7 @@ fn wrong_type_is_a_layout_mismatch() {
         ErrorKind::LayoutMismatch
     );
     // The failed attaches left no mapping and did not disturb the owner.
-    assert_eq!(shm::stat(owner.segment_id()).unwrap().shm_nattch, 1);
+    assert_eq!(shm::stat(owner.segment_id()).unwrap().attached, 1);
     assert_eq!(owner.read().unwrap(), 1);
     let made = Made::of(&owner);
     drop(owner);
@@ -124,7 +124,7 @@ fn another_lock_kind_is_refused<M: CortexSync, A: CortexSync>(name: &str) {
         "the error names both locks: {text}"
     );
     // Nothing left mapped by the refused attaches, and the owner is undisturbed.
-    assert_eq!(shm::stat(owner.segment_id()).unwrap().shm_nattch, 1);
+    assert_eq!(shm::stat(owner.segment_id()).unwrap().attached, 1);
     assert_eq!(owner.read().unwrap(), 7);
     let made = Made::of(&owner);
     drop(owner);
@@ -200,7 +200,7 @@ fn garbage_on_the_key_is_refused_and_left_untouched() {
         "still the same segment"
     );
     assert_eq!(raw.bytes(size), before, "not a byte changed");
-    assert_eq!(shm::stat(raw.id).unwrap().shm_nattch, 0, "no mapping left");
+    assert_eq!(shm::stat(raw.id).unwrap().attached, 0, "no mapping left");
     drop(raw);
     assert_gone(key, &[], &[]);
 }

@@ -148,9 +148,9 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
             )
         })?;
         let ds = shm::stat(id).map_err(|e| CortexError::clean("attach", key.raw(), e.os()))?;
-        let creator_uid = ds.shm_perm.cuid;
+        let creator_uid = ds.cuid;
         let me = neocortex_sys::process::effective_uid();
-        let mode = u32::from(ds.shm_perm.mode) & 0o777;
+        let mode = u32::from(ds.mode) & 0o777;
         if !trust.world_writable
             && creator_uid != me
             && creator_uid != 0
@@ -175,7 +175,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
                 ),
             });
         }
-        let real_size = ds.shm_segsz as u64;
+        let real_size = ds.size;
         if real_size < MIN_SIZE {
             return Err(CortexError::ForeignSegment {
                 key: key.raw(),
@@ -197,7 +197,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
             _ => CortexError::clean("attach", key.raw(), e.os()),
         })?;
         failpoints::reach("attach.before_validate");
-        match Self::validate(key, &map, (ds.shm_cpid, ds.shm_ctime as i64), creator_uid) {
+        match Self::validate(key, &map, (ds.cpid, ds.ctime), creator_uid) {
             Ok((len, members, lock)) => {
                 tracing::debug!(%key, shmid = id, "attached");
                 Ok(Self {

@@ -344,12 +344,12 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_through_word_and_byte_copies() {
-        #[repr(C, align(8))]
-        struct Shared([u8; 24]);
-        let shared = Shared([0; 24]);
+        // Shared memory as the copies see it: atomics (interior mutability), 8-aligned.
+        let shared = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
         let src: Vec<u8> = (1..=19).collect();
-        let base = std::ptr::from_ref(&shared.0).cast::<u8>().cast_mut();
-        // SAFETY: `shared` is 8-aligned, 24 >= 19 bytes, only touched through these copies.
+        let base = shared.as_ptr().cast::<u8>().cast_mut();
+        // SAFETY: `shared` is 8-aligned atomics, 24 >= 19 bytes, only touched through these
+        // copies.
         unsafe { store_bytes(src.as_ptr(), base, 19) };
         let mut back = [0u8; 19];
         // SAFETY: as above; `back` has 19 bytes.

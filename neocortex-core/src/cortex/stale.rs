@@ -76,19 +76,19 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
         // Only this user's own segments are ever reclaimed: a segment made (or handed) to
         // anyone else, root included, is not ours to judge.
         let me = neocortex_sys::process::effective_uid();
-        if ds.shm_perm.cuid != me || ds.shm_perm.uid != me {
+        if ds.cuid != me || ds.uid != me {
             return Occupant::Keep(format!(
                 "segment id {id} belongs to uid {} (created by uid {}), not to this user",
-                ds.shm_perm.uid, ds.shm_perm.cuid
+                ds.uid, ds.cuid
             ));
         }
-        if ds.shm_nattch > 0 {
+        if ds.attached > 0 {
             return Occupant::Keep(format!(
                 "segment id {id} is in use: {} process(es) attached, creator pid {}",
-                ds.shm_nattch, ds.shm_cpid
+                ds.attached, ds.cpid
             ));
         }
-        let size = ds.shm_segsz as u64;
+        let size = ds.size;
         if size < MIN_SIZE {
             return Occupant::Keep(format!(
                 "segment id {id} ({size} bytes) is not a neocortex segment; it was left untouched"
@@ -97,7 +97,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
         let Ok(map) = Mapping::attach(id, size, true) else {
             return Occupant::Keep(format!("segment id {id} cannot be attached to inspect it"));
         };
-        let verdict = Self::judge(&map, id, size, (ds.shm_cpid, ds.shm_ctime as i64));
+        let verdict = Self::judge(&map, id, size, (ds.cpid, ds.ctime));
         // SAFETY: nothing borrowed from `map` outlives `judge`; the mapping was made above.
         if let Err(e) = unsafe { map.unmap(key.raw(), "inspect segment") } {
             tracing::error!(%e, "could not detach a segment attached for inspection");
@@ -173,13 +173,13 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
             Err(e) if gone(&e) => return Ok(()),
             Err(e) => return Err(CortexError::clean(op, key.raw(), e.os())),
         };
-        let map = match Mapping::attach(id, ds.shm_segsz as u64, false) {
+        let map = match Mapping::attach(id, ds.size, false) {
             Ok(map) => map,
             Err(e) if gone(&e) => return Ok(()),
             Err(e) => return Err(CortexError::clean(op, key.raw(), e.os())),
         };
         // Someone may have attached since the inspection: then it is not stale any more.
-        let attached = shm::stat(id).map(|ds| ds.shm_nattch).unwrap_or(0);
+        let attached = shm::stat(id).map(|ds| ds.attached).unwrap_or(0);
         let removed = if attached > 1 {
             Err(CortexError::Occupied {
                 key: key.raw(),

@@ -161,7 +161,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
     /// `RemoveIPC`: nobody marks the header then).
     fn check_not_removed_from_outside(&self) -> CortexResult<()> {
         match shm::stat(self.map.id) {
-            Ok(ds) if u32::from(ds.shm_perm.mode) & SHM_DEST == 0 => Ok(()),
+            Ok(ds) if u32::from(ds.mode) & SHM_DEST == 0 => Ok(()),
             Ok(_) => Err(CortexError::lock_removed(self.key(), None)),
             Err(e) if e.errno == Errno::EINVAL || e.errno == Errno::EIDRM => {
                 Err(CortexError::lock_removed(self.key(), Some(e.os())))

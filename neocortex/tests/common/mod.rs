@@ -154,6 +154,18 @@ pub fn unique_key(name: &str) -> i32 {
     ((h & 0x3fff_ffff) | 0x4000_0000) as i32
 }
 
+/// A hung test must not leave us: the kernel kills this child when the parent dies.
+#[cfg(target_os = "linux")]
+fn die_with_parent() {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+}
+
+/// Without `PR_SET_PDEATHSIG` (Linux only), children are killed by the parent's `Child`
+/// drop and watchdog; a harness killed outright can leave one behind.
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent() {}
+
 /// How a child ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -189,8 +201,7 @@ pub fn fork(body: impl FnOnce() -> i32) -> Child {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        // SAFETY: PR_SET_PDEATHSIG takes a signal number; a hung test must not leave us.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        die_with_parent();
         let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
             Ok(code) => code,
             Err(payload) => {
@@ -296,9 +307,24 @@ pub struct Pipe {
 impl Pipe {
     pub fn new() -> Self {
         let mut fds = [0; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-        assert_eq!(ret, 0, "pipe2 failed");
+        #[cfg(not(target_os = "macos"))]
+        {
+            // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+            let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+            assert_eq!(ret, 0, "pipe2 failed");
+        }
+        #[cfg(target_os = "macos")]
+        {
+            // macOS has no pipe2: pipe, then close-on-exec on both ends.
+            // SAFETY: `fds` is a valid array of two ints for pipe to fill.
+            let ret = unsafe { libc::pipe(fds.as_mut_ptr()) };
+            assert_eq!(ret, 0, "pipe failed");
+            for fd in fds {
+                // SAFETY: F_SETFD on a descriptor this process just opened.
+                let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                assert_eq!(ret, 0, "fcntl(F_SETFD) failed");
+            }
+        }
         Self {
             read: fds[0],
             write: fds[1],
@@ -729,7 +755,7 @@ pub fn assert_gone(key: i32, shmids: &[i32], semids: &[i32]) {
         const SHM_DEST: u16 = 0o1000;
         if let Ok(ds) = shm::stat(id) {
             assert!(
-                ds.shm_perm.mode & SHM_DEST != 0,
+                ds.mode & SHM_DEST != 0,
                 "segment id {id} is left (key {key:#x})"
             );
         }
