@@ -47,6 +47,11 @@ mod cortex;
 mod error;
 #[doc(hidden)]
 pub mod failpoints;
+#[expect(
+    unsafe_code,
+    reason = "implements the unsafe ShmSafe trait for the fixed types"
+)]
+mod fixed;
 #[expect(unsafe_code, reason = "turns segment addresses into references")]
 mod guard;
 mod header;
@@ -68,6 +73,7 @@ mod sync;
 pub use builder::CortexBuilder;
 pub use cortex::{Cortex, Watcher, ATTACH_INIT_WAIT};
 pub use error::{CortexError, CortexResult, ErrorKind, Hint, Leftover, Leftovers, OsError};
+pub use fixed::{CapacityError, FixedString, FixedVec};
 pub use guard::{CortexGuard, CortexReadGuard};
 pub use key::random_key;
 pub use marker::{ShmSafe, Value};

@@ -85,10 +85,10 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub use neocortex_core::{
-    marker, random_key, shm_safe, Access, Acquired, Cortex, CortexBuilder, CortexError,
-    CortexGuard, CortexReadGuard, CortexResult, CortexSync, ErrorKind, InPlace, Leftover,
-    LockContext, Optimistic, OsError, Permission, Remaining, ShmSafe, Token, Value, Wait, Watcher,
-    ATTACH_INIT_WAIT,
+    marker, random_key, shm_safe, Access, Acquired, CapacityError, Cortex, CortexBuilder,
+    CortexError, CortexGuard, CortexReadGuard, CortexResult, CortexSync, ErrorKind, FixedString,
+    FixedVec, InPlace, Leftover, LockContext, Optimistic, OsError, Permission, Remaining, ShmSafe,
+    Token, Value, Wait, Watcher, ATTACH_INIT_WAIT,
 };
 #[cfg(all(feature = "semaphore", target_os = "linux"))]
 pub use neocortex_sync::SemaphoreState;
@@ -101,7 +101,7 @@ pub use neocortex_sync::{
 /// The names most programs need.
 pub mod prelude {
     pub use neocortex_core::{
-        Cortex, CortexBuilder, CortexError, CortexResult, ErrorKind, ShmSafe,
+        Cortex, CortexBuilder, CortexError, CortexResult, ErrorKind, FixedString, FixedVec, ShmSafe,
     };
     #[cfg(feature = "semaphore")]
     pub use neocortex_sync::{
