@@ -226,14 +226,7 @@ impl<'a, T: ?Sized + Value, L: CortexSync> CortexReadGuard<'a, T, L> {
             // SAFETY: the shared hold was taken just above by this thread.
             let _ = unsafe { cortex.raw_lock().unlock_shared(&cx, state) };
         })?;
-        let dead_owner = if L::DETECTS_DEAD_HOLDERS {
-            if let Acquired::FromDeadHolder { pid } = acquired {
-                header.mark_inconsistent(pid.unwrap_or(-1));
-            }
-            header.dead_holder()
-        } else {
-            header.dead_holder_seen_shared()
-        };
+        let dead_owner = dead_owner_seen_shared::<L>(header, acquired);
         Ok(Self {
             cortex,
             pid: current_pid(),
@@ -294,7 +287,25 @@ impl<T: ?Sized + Value + std::fmt::Debug, L: CortexSync> std::fmt::Debug
     }
 }
 
+/// Under a shared hold just taken: the holder that died holding the lock, if the value is
+/// unrepaired (recording a takeover the lock reports).
+#[inline]
+pub(crate) fn dead_owner_seen_shared<L: CortexSync>(
+    header: &Header,
+    acquired: Acquired,
+) -> Option<i32> {
+    if L::DETECTS_DEAD_HOLDERS {
+        if let Acquired::FromDeadHolder { pid } = acquired {
+            header.mark_inconsistent(pid.unwrap_or(-1));
+        }
+        header.dead_holder()
+    } else {
+        header.dead_holder_seen_shared()
+    }
+}
+
 /// `OwnerDied` while a dead holder's value is unrepaired: what by-value access returns.
+#[inline]
 pub(crate) fn refuse_if_dead(key: i32, dead_owner: Option<i32>) -> CortexResult<()> {
     match dead_owner {
         Some(pid) => Err(CortexError::OwnerDied { key, pid }),

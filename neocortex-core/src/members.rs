@@ -409,9 +409,10 @@ impl Membership {
         table: &MemberTable,
     ) -> CortexResult<Token> {
         let cached = self.token.load(Ordering::Relaxed);
+        // Only valid tokens are ever cached, with the pid that claimed them.
         if cached >> 32 == u64::from(current_pid() as u32) {
-            if let Some(token) = Token::from_raw(cached as u32) {
-                return Ok(token);
+            if let Some(raw) = NonZeroU32::new(cached as u32) {
+                return Ok(Token(raw));
             }
         }
         self.claim(key, header, table, cached)

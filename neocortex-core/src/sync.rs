@@ -399,6 +399,7 @@ pub unsafe trait CortexSync: Sized + Send + Sync + Debug + 'static {
     /// # Errors
     ///
     /// As [`lock`](Self::lock).
+    #[inline]
     fn lock_shared(
         &self,
         cx: &LockContext<'_>,
@@ -417,6 +418,7 @@ pub unsafe trait CortexSync: Sized + Send + Sync + Debug + 'static {
     /// # Safety
     ///
     /// The calling process holds the lock shared, through this handle.
+    #[inline]
     unsafe fn unlock_shared(&self, cx: &LockContext<'_>, state: &Self::State) -> CortexResult<()> {
         // SAFETY: forwarded; when SHARED is false a shared hold is an exclusive one.
         unsafe { self.unlock(cx, state) }

@@ -335,31 +335,15 @@ unsafe impl CortexSync for Semaphore {
 
     #[inline]
     unsafe fn unlock(&self, cx: &LockContext<'_>, state: &SemaphoreState) -> CortexResult<()> {
-        let me = cx.token()?.raw();
-        // The first guess, no waiters and not removed, needs no load before the CAS (one
-        // cache-line transfer, not two).
-        let mut current = me;
-        loop {
-            match state.word.compare_exchange(
-                current,
-                current & REMOVED,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) if actual & TOKEN_MASK == me => current = actual,
-                Err(actual) => {
-                    // Not ours: never free a lock under someone else's feet.
-                    tracing::error!(
-                        key = cx.key(),
-                        word = actual,
-                        "released a lock this handle did not hold"
-                    );
-                    return Ok(());
-                }
-            }
-        }
-        if current & WAITERS != 0 {
+        // The caller holds the lock (the contract of `unlock`), so the word names its token:
+        // one read-modify-write frees it, keeping only the removed mark, and says whether
+        // anyone may be asleep. No token lookup, no load before it.
+        let previous = state.word.fetch_and(REMOVED, Ordering::Release);
+        debug_assert!(
+            cx.token().is_ok_and(|t| previous & TOKEN_MASK == t.raw()),
+            "released a lock this handle did not hold: {previous:#x}"
+        );
+        if previous & WAITERS != 0 {
             futex::wake(&state.word, 1).map_err(|e| futex_error(cx, "unlock", e))?;
         }
         Ok(())

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{none_if_would_block, Cortex};
-use crate::error::CortexResult;
+use crate::error::{CortexError, CortexResult};
 use crate::guard::{CortexGuard, CortexReadGuard};
 use crate::marker::{ShmSafe, Value};
 use crate::sync::{Access, CortexSync, InPlace, Wait};
@@ -149,9 +149,28 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         if <L::Access as Access>::OPTIMISTIC {
             return self.read_optimistic();
         }
-        let guard = CortexReadGuard::acquire(self, Wait::Forever)?;
-        guard.refuse_if_inconsistent()?;
-        Ok(*guard)
+        // A guard without the guard: lock, copy, unlock, in straight-line code (a copy of a
+        // `Copy` value cannot panic, and no handle outlives this call, so no fork check).
+        let cx = self.lock_cx();
+        let state = self.lock_state();
+        let acquired = self.lock.lock_shared(&cx, state, Wait::Forever)?;
+        let header = self.header();
+        let checked = if header.is_removed() {
+            Err(CortexError::lock_removed(self.key(), None))
+        } else {
+            let dead = crate::guard::dead_owner_seen_shared::<L>(header, acquired);
+            crate::guard::refuse_if_dead(self.key(), dead)
+        };
+        // SAFETY: the lock is held shared (an exclusive hold for exclusive-only locks), so no
+        // `&mut T` exists in any process; the pointer is aligned and inside the segment, and
+        // any bytes are a valid T.
+        let value = checked.map(|()| unsafe { self.value_ptr().as_ptr().read() });
+        // SAFETY: taken just above by this thread, through this handle.
+        let released = unsafe { self.lock.unlock_shared(&cx, state) };
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "releasing the shared lock failed");
+        }
+        value
     }
 
     /// Replaces the value under the exclusive lock. A whole new value also repairs a value

@@ -85,6 +85,8 @@ unsafe fn store_bytes(src: *const u8, dst: *mut u8, len: usize) {
 struct WriteHold<'a, T: ?Sized + Value, L: CortexSync> {
     cortex: &'a Cortex<T, L>,
     pid: i32,
+    /// This writer's member token, named in the header while it writes.
+    token: Token,
     /// The value was left half-written by a writer that died.
     torn: bool,
     /// A new value was published: wake the waiters once the lock is released.
@@ -115,10 +117,13 @@ impl<'a, T: ?Sized + Value, L: CortexSync> WriteHold<'a, T, L> {
                 "a writer died in the middle of a write; the value is torn until written whole"
             );
         }
-        header.writer().store(token.raw(), Ordering::Relaxed);
+        // The header names this writer only once it starts writing (`publish`): a writer
+        // that finds the value torn and gives up must leave the dead writer named there, so
+        // readers keep reporting the death rather than waiting for a live process.
         Ok(Self {
             cortex,
             pid: current_pid(),
+            token,
             torn,
             published: false,
         })
@@ -152,9 +157,12 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
     /// stores, counter even; wakes the waiters.
     fn publish(&self, hold: &mut WriteHold<'_, T, L>, src: *const u8) {
         let header = self.header();
+        header.writer().store(hold.token.raw(), Ordering::Relaxed);
         let seq = header.seq();
         let s = seq.load(Ordering::Relaxed);
-        seq.store(s | 1, Ordering::Relaxed);
+        // Release: a reader that sees the odd counter (Acquire) sees this writer named above.
+        seq.store(s | 1, Ordering::Release);
+        // And the value's stores below stay after the odd counter for every reader.
         fence(Ordering::Release);
         let (dst, len) = self.value_bytes();
         // SAFETY: `dst` is the value's 64-byte aligned region of `len` bytes, only accessed
