@@ -39,7 +39,7 @@
 //!   [`owner_died`](CortexGuard::owner_died) until the value is marked consistent.
 #![cfg(unix)]
 #![deny(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 #[expect(unsafe_code, reason = "turns segment addresses into references")]

@@ -30,7 +30,7 @@
 //! *is* [`SysvSemaphore`], which works on every Unix, and `SeqLock`'s writers lock with it.
 #![cfg(unix)]
 #![deny(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[expect(unsafe_code, reason = "implements the unsafe CortexSync contract")]
 mod rw_semaphore;

@@ -1,11 +1,14 @@
 //! Typed System V shared memory between processes: validated, crash-safe, with
-//! cross-process locks.
+//! cross-process locks that survive a holder's death.
 //!
-//! One process creates a segment holding a value of type `T` under a key; other processes
-//! attach by the same key; every access goes through a lock that works across processes and
-//! survives a holder's death.
+//! One process creates a segment holding a value of type `T` (or a slice `[T]`) under a key;
+//! other processes attach by the same key, and attaching checks the type, the lock kind and
+//! the segment before a byte of the value is read. Every access goes through a lock that
+//! excludes across processes, and a holder that dies (killed, aborted, panicked) never
+//! deadlocks the others: the next holder is told, and repairs.
 //!
 //! ```
+//! # #[cfg(feature = "semaphore")] fn main() -> Result<(), neocortex::CortexError> {
 //! use neocortex::{Cortex, Semaphore};
 //!
 //! # let key = neocortex::random_key()?;
@@ -20,24 +23,17 @@
 //!
 //! cortex_2.write(12.34)?;
 //! assert_eq!(cortex_1.read()?, 12.34);
-//! # Ok::<(), neocortex::CortexError>(())
+//! # Ok(()) }
+//! # #[cfg(not(feature = "semaphore"))] fn main() {}
 //! ```
 //!
-//! Permissions: `None` means [`SemaphorePermission::OwnerOnly`] (mode `0600`), for the
+//! Permissions: `None` means `SemaphorePermission::OwnerOnly` (mode `0600`), for the
 //! segment and the lock alike.
-//!
-//! ```
-//! use neocortex::{Cortex, Semaphore, SemaphorePermission, SemaphoreSettings};
-//!
-//! # let key = neocortex::random_key()?;
-//! let settings = SemaphoreSettings { mode: SemaphorePermission::OwnerAndGroup };
-//! let cortex: Cortex<_, Semaphore> = Cortex::new(key, 42.0_f64, Some(&settings))?;
-//! # Ok::<(), neocortex::CortexError>(())
-//! ```
 //!
 //! Guards give access in place, and tell when a previous holder died mid-update:
 //!
 //! ```
+//! # #[cfg(feature = "semaphore")] fn main() -> Result<(), neocortex::CortexError> {
 //! use neocortex::{Cortex, CortexBuilder, Semaphore};
 //!
 //! let cortex: Cortex<[u64; 4], Semaphore> =
@@ -55,34 +51,90 @@
 //!     v.iter().sum::<u64>()
 //! })?;
 //! assert_eq!(sum, 3);
-//! # Ok::<(), neocortex::CortexError>(())
+//! # Ok(()) }
+//! # #[cfg(not(feature = "semaphore"))] fn main() {}
 //! ```
 //!
-//! Only [`ShmSafe`] types go into a segment. These do not compile:
+//! # Which lock
 //!
-//! ```compile_fail
-//! let c: neocortex::Cortex<String, neocortex::Semaphore> = neocortex::Cortex::attach(1).unwrap();
+//! | lock | readers | when a holder dies | cost |
+//! |---|---|---|---|
+//! | `Semaphore` (= `Mutex`), the default choice | lock, exclusive | a waiter sees (the kernel tells it) and takes over within ~2 ms | no system call when uncontended |
+//! | `SeqLock` | never lock, never write shared memory | readers report `OwnerDied` for a torn write; `write()` repairs | a read is a copy |
+//! | `RwSemaphore` | lock, together | the kernel releases it at once | two system calls per access |
+//! | `SysvSemaphore` | lock, exclusive | the kernel releases it at once | two system calls per access |
+//!
+//! # Safety, and the trust model
+//!
+//! Only [`ShmSafe`] types go into a segment: valid for every bit pattern, no pointers, no
+//! `Drop`, no padding (see [`shm_safe!`] for your own structs). These do not compile:
+//!
+//! ```compile_fail,E0277
+//! fn with<L: neocortex::CortexSync>() -> neocortex::CortexResult<neocortex::Cortex<String, L>> {
+//!     neocortex::Cortex::attach(1) // owns a heap pointer
+//! }
 //! ```
 //!
-//! ```compile_fail
-//! let c: neocortex::Cortex<&'static u8, neocortex::Semaphore> = neocortex::Cortex::attach(1).unwrap();
+//! ```compile_fail,E0277
+//! fn with<L: neocortex::CortexSync>() -> neocortex::CortexResult<neocortex::Cortex<&'static u8, L>> {
+//!     neocortex::Cortex::attach(1) // an address in one process
+//! }
 //! ```
 //!
-//! ```compile_fail
-//! let c: neocortex::Cortex<bool, neocortex::Semaphore> = neocortex::Cortex::attach(1).unwrap();
+//! ```compile_fail,E0277
+//! fn with<L: neocortex::CortexSync>() -> neocortex::CortexResult<neocortex::Cortex<bool, L>> {
+//!     neocortex::Cortex::attach(1) // only 0 and 1 are valid
+//! }
 //! ```
+//!
+//! while the same function compiles for a `ShmSafe` type:
+//!
+//! ```
+//! fn with<L: neocortex::CortexSync>() -> neocortex::CortexResult<neocortex::Cortex<u64, L>> {
+//!     neocortex::Cortex::attach(1)
+//! }
+//! ```
+//!
+#![cfg_attr(
+    feature = "semaphore",
+    doc = r#"A `SeqLock` value is never handed out by reference (its readers copy it while a
+writer may be storing), so it has no guards:
+
+```compile_fail,E0599
+let c: neocortex::Cortex<u64, neocortex::SeqLock> = neocortex::Cortex::attach(1).unwrap();
+let guard = c.lock(); // no method `lock`
+```
+
+```
+let c = neocortex::CortexBuilder::new(1u64).random_key().with_default_lock::<neocortex::SeqLock>()?;
+assert_eq!(c.read()?, 1); // reads copy
+# Ok::<(), neocortex::CortexError>(())
+```
+"#
+)]
+//!
+//! Memory safety holds among processes that touch a segment only through neocortex (this
+//! version's segment format) and that the segment's mode admits. A process that writes the
+//! segment by other means (a raw `shmat`, a debugger) can break every reader — a data race
+//! on a `&T`, a forged lock word — and no library can prevent that. So the defaults keep that
+//! circle small: segments are owner-only unless asked; `attach` refuses segments made by
+//! another user (use `Cortex::attach_from_user` to trust one) and segments every user may
+//! write (use `Cortex::attach_world_writable` to trust everyone).
+//!
+//! A holder that `exec`s keeps its lock until the new program exits (the kernel keeps its
+//! member token across `exec`); a thread that ends without unwinding keeps it until its
+//! process exits.
 //!
 //! # Feature flags
 //!
 //! | feature | default | gives |
 //! |---|---|---|
-//! | `semaphore` | yes | [`Semaphore`] (exclusive) and [`RwSemaphore`] (readers or a writer): SysV semaphores, `SEM_UNDO` |
-//! | `mutex` | yes | [`Mutex`]: a futex word in the segment, no syscall when uncontended (Linux only; on other systems the feature gives nothing) |
+//! | `semaphore` | yes | the built-in locks: `Semaphore` (= `Mutex`), `SeqLock`, `RwSemaphore`, `SysvSemaphore`, and `SemaphoreSettings` |
 //!
-//! Without features, the crate still gives [`Cortex`] and the [`CortexSync`] trait, for a
-//! lock of your own.
+//! Without it, the crate still gives [`Cortex`] and the [`CortexSync`] trait, for a lock of
+//! your own.
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use neocortex_core::{
     marker, random_key, shm_safe, Access, Acquired, CapacityError, Cortex, CortexBuilder,
@@ -110,7 +162,7 @@ pub mod prelude {
     };
 }
 
-/// The README's examples, compiled and run as doctests.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doctests (they use the built-in locks).
+#[doc = include_str!("../README.md")]
+#[cfg(all(doctest, feature = "semaphore"))]
 pub struct ReadmeDoctests;
