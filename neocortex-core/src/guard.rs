@@ -71,7 +71,7 @@ pub(crate) fn note_exclusive<L: CortexSync>(
         if let Acquired::FromDeadHolder { pid: dead } = acquired {
             header.mark_inconsistent(dead.unwrap_or(-1));
             tracing::warn!(
-                key = %crate::key::Key(key),
+                key,
                 dead_pid = dead.unwrap_or(-1),
                 "took the lock over from a holder that died holding it; the value may be half-written"
             );
@@ -80,7 +80,7 @@ pub(crate) fn note_exclusive<L: CortexSync>(
         let previous = header.take_holder(pid);
         if previous != 0 {
             tracing::warn!(
-                key = %crate::key::Key(key),
+                key,
                 dead_pid = previous,
                 "the previous holder died holding the lock; the value may be half-written"
             );

@@ -218,7 +218,7 @@ impl<'a> LockContext<'a> {
         }
         let result = take_over();
         if let Err(e) = members::release_reaper(set) {
-            tracing::warn!(key = %self.key, error = %e, "could not release the reaper lock");
+            tracing::warn!(key = self.key, error = %e, "could not release the reaper lock");
         }
         Ok(Some(result))
     }

@@ -118,7 +118,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
         Self::plan(key, 0)?;
         let _span = tracing::debug_span!(
             "attach",
-            %key,
+            key = key.raw(),
             r#type = std::any::type_name::<T>(),
             lock = L::KIND
         )
@@ -199,7 +199,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
         failpoints::reach("attach.before_validate");
         match Self::validate(key, &map, (ds.cpid, ds.ctime), creator_uid) {
             Ok((len, members, lock)) => {
-                tracing::debug!(%key, shmid = id, "attached");
+                tracing::debug!(key = key.raw(), shmid = id, "attached");
                 Ok(Self {
                     key,
                     map,

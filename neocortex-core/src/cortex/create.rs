@@ -178,13 +178,13 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
         } else {
             (key, Self::create_segment(key, size, mode)?)
         };
-        _span.record("key", tracing::field::display(key));
+        _span.record("key", key.raw());
         let slots = match options.slots {
             0 => members::DEFAULT_SLOTS,
             n => n,
         };
         let created = Self::finish(key, id, len, &expected, settings, slots, init)?;
-        tracing::debug!(%key, shmid = id, "created segment");
+        tracing::debug!(key = key.raw(), shmid = id, "created segment");
         Ok(created)
     }
 
@@ -305,7 +305,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
                     Occupant::Gone => continue,
                     Occupant::Debris { id, creator } => {
                         tracing::warn!(
-                            %key, shmid = id, creator,
+                            key = key.raw(), shmid = id, creator,
                             "removing a half-made segment whose creator died before finishing it"
                         );
                         Self::remove_occupant(key, id)?;
@@ -489,7 +489,11 @@ impl<T: ?Sized + Value, L: CortexSync> Drop for Creation<'_, T, L> {
     fn drop(&mut self) {
         let left = self.rollback();
         if !left.is_empty() {
-            tracing::error!(key = %self.key, ?left, "rolling back a failed creation left objects behind");
+            tracing::error!(
+                key = self.key.raw(),
+                ?left,
+                "rolling back a failed creation left objects behind"
+            );
         }
     }
 }

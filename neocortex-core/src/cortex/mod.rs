@@ -293,6 +293,14 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
     /// `DirtySystem` naming what could not be removed (for example `EPERM`: not the owner).
     pub fn remove(mut self) -> CortexResult<()> {
         self.released = true;
+        let _span = tracing::debug_span!(
+            "remove",
+            key = self.key.raw(),
+            shmid = self.map.id,
+            r#type = std::any::type_name::<T>(),
+            lock = L::KIND
+        )
+        .entered();
         self.remove_and_unmap("remove")
     }
 
@@ -324,7 +332,11 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
         let segment = match removed {
             Ok(()) => Ok(()),
             Err(e) if e.errno == Errno::EINVAL || e.errno == Errno::EIDRM => {
-                tracing::warn!(key = %self.key, shmid = self.map.id, "segment was already removed from outside");
+                tracing::warn!(
+                    key = self.key.raw(),
+                    shmid = self.map.id,
+                    "segment was already removed from outside"
+                );
                 Ok(())
             }
             Err(e) => Err(CortexError::dirty(
@@ -338,7 +350,13 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
         let unmap = unsafe { self.map.unmap(key, op) };
         let result = CortexError::combine([lock, members, segment, unmap]);
         if result.is_ok() {
-            tracing::debug!(key = %self.key, shmid = self.map.id, lock = L::KIND, "removed segment");
+            tracing::debug!(
+                key = self.key.raw(),
+                shmid = self.map.id,
+                r#type = std::any::type_name::<T>(),
+                lock = L::KIND,
+                "removed segment"
+            );
         }
         result
     }
@@ -351,7 +369,14 @@ impl<T: ?Sized + Value, L: CortexSync> Drop for Cortex<T, L> {
         }
         // Ask the kernel, not the pid cache: a child must never remove its parent's segment.
         let owner = self.owner_pid != 0 && self.owner_pid == pid_uncached();
-        let _span = tracing::debug_span!("drop", key = %self.key, shmid = self.map.id).entered();
+        let _span = tracing::debug_span!(
+            "drop",
+            key = self.key.raw(),
+            shmid = self.map.id,
+            r#type = std::any::type_name::<T>(),
+            lock = L::KIND
+        )
+        .entered();
         let result = if owner {
             self.remove_and_unmap("drop")
         } else {

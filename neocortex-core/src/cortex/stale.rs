@@ -166,8 +166,14 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
     pub(super) fn remove_occupant(key: Key, id: i32) -> CortexResult<()> {
         let op = "reclaim stale segment";
         let gone = |e: &SysError| e.errno == Errno::EINVAL || e.errno == Errno::EIDRM;
-        let _span =
-            tracing::debug_span!("remove stale", %key, shmid = id, lock = L::KIND).entered();
+        let _span = tracing::debug_span!(
+            "remove stale",
+            key = key.raw(),
+            shmid = id,
+            r#type = std::any::type_name::<T>(),
+            lock = L::KIND
+        )
+        .entered();
         let ds = match shm::stat(id) {
             Ok(ds) => ds,
             Err(e) if gone(&e) => return Ok(()),
