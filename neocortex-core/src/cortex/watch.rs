@@ -130,6 +130,11 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
             }
             let now = seq.load(Ordering::SeqCst) >> 1;
             if now != since {
+                // A removal moves the counter too, after marking the header: having seen the
+                // move (SeqCst), this load sees the mark.
+                if header.is_removed() {
+                    return Err(CortexError::lock_removed(self.key(), None));
+                }
                 return Ok(now);
             }
         }
