@@ -253,18 +253,17 @@ impl Descriptor {
         Ok(())
     }
 
-    /// Compares what a segment says with what the caller's types need.
+    /// Compares what a segment says with what the caller's types need. The descriptor must
+    /// already have passed [`check_consistent`](Self::check_consistent) (as
+    /// [`Header::read`] does).
     ///
     /// For a slice, `expected.len` is ignored: the segment's own length is the one to use.
     ///
     /// # Errors
     ///
-    /// The first difference found, the layout's consistency first.
-    pub(crate) fn check(&self, expected: &Self, segment_size: u64) -> Result<(), Mismatch> {
+    /// The first difference found.
+    pub(crate) fn compare(&self, expected: &Self) -> Result<(), Mismatch> {
         let found = self;
-        found
-            .check_consistent(segment_size)
-            .map_err(Mismatch::Corrupt)?;
         if found.shape != expected.shape
             || found.elem_size != expected.elem_size
             || found.elem_align != expected.elem_align
@@ -289,6 +288,14 @@ impl Descriptor {
         Ok(())
     }
 
+    /// [`check_consistent`](Self::check_consistent), then [`compare`](Self::compare).
+    #[cfg(test)]
+    pub(crate) fn check(&self, expected: &Self, segment_size: u64) -> Result<(), Mismatch> {
+        self.check_consistent(segment_size)
+            .map_err(Mismatch::Corrupt)?;
+        self.compare(expected)
+    }
+
     /// "`f64` (8 bytes, align 8) with lock `semaphore`", or for a slice "`[u32]` (100
     /// elements of 4 bytes, align 4) with lock `semaphore`", for messages.
     pub(crate) fn describe(&self) -> String {
@@ -304,6 +311,41 @@ impl Descriptor {
             self.type_name.to_text(),
             self.lock_name.to_text()
         )
+    }
+}
+
+/// What a header says, once it passed the checks that every reader makes (attach, the
+/// stale-segment rules and the operator's tool all read headers through [`Header::read`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Published {
+    /// Nothing published yet (state [`InitState::Uninit`]): the rest of the header may be
+    /// blank or half-written, so only the kernel's record of the segment can be trusted.
+    Blank,
+    /// The creator is setting the segment up; the descriptor is written and adds up.
+    Initializing(Descriptor),
+    /// Ready for use; the descriptor adds up.
+    Ready(Descriptor),
+}
+
+/// Why a header is not one this build reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Unreadable {
+    /// Another magic or format, or a state word neocortex never writes: not a neocortex
+    /// segment (of this format).
+    NotOurs(String),
+    /// The shape word is neither a value nor a slice.
+    NoShape,
+    /// The descriptor does not add up for the segment's size: damaged or forged.
+    Damaged(&'static str),
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotOurs(why) => write!(f, "it is not a neocortex segment ({why})"),
+            Self::NoShape => f.write_str("its header names neither a value nor a slice"),
+            Self::Damaged(why) => write!(f, "its header is damaged or forged: {why}"),
+        }
     }
 }
 
@@ -458,6 +500,37 @@ impl Header {
             ));
         }
         Ok(())
+    }
+
+    /// Reads the header of a segment of `segment_size` bytes (its real size, from the
+    /// kernel) as every reader must: the state first (acquire), then, past
+    /// [`InitState::Uninit`], magic and format, then a descriptor that adds up.
+    ///
+    /// # Errors
+    ///
+    /// Why the header is not one this build reads.
+    pub(crate) fn read(&self, segment_size: u64) -> Result<Published, Unreadable> {
+        let state = match self.state() {
+            Ok(InitState::Uninit) => return Ok(Published::Blank),
+            Ok(state) => state,
+            Err(_) => {
+                return Err(Unreadable::NotOurs(
+                    self.format()
+                        .err()
+                        .unwrap_or_else(|| "unknown state word".into()),
+                ))
+            }
+        };
+        self.format().map_err(Unreadable::NotOurs)?;
+        let descriptor = self.descriptor().ok_or(Unreadable::NoShape)?;
+        descriptor
+            .check_consistent(segment_size)
+            .map_err(Unreadable::Damaged)?;
+        Ok(if state == InitState::Ready {
+            Published::Ready(descriptor)
+        } else {
+            Published::Initializing(descriptor)
+        })
     }
 
     /// The descriptor as written by the creator; `None` when the shape word is not one
@@ -732,6 +805,60 @@ mod tests {
         assert!(h.format().unwrap_err().contains("format 1"));
         h.fixed.shape.store(7, Ordering::Relaxed);
         assert_eq!(h.descriptor(), None);
+    }
+
+    #[test]
+    fn read_checks_state_format_shape_and_consistency_in_that_order() {
+        let h = zeroed_header();
+        let d = descriptor(8, 1);
+        let size = d.layout.total_size;
+        assert_eq!(h.read(size), Ok(Published::Blank));
+        h.begin(
+            &d,
+            ProcessIdentity {
+                pid: 1,
+                start_ticks: 2,
+            },
+            3,
+        );
+        assert_eq!(h.read(size), Ok(Published::Initializing(d)));
+        // A segment smaller than the descriptor claims is damaged, whatever the state.
+        let short = h.read(size - 1).unwrap_err();
+        assert!(matches!(short, Unreadable::Damaged(_)), "{short:?}");
+        assert!(short
+            .to_string()
+            .starts_with("its header is damaged or forged: "));
+        h.publish();
+        assert_eq!(h.read(size), Ok(Published::Ready(d)));
+        h.fixed.shape.store(9, Ordering::Relaxed);
+        assert_eq!(h.read(size), Err(Unreadable::NoShape));
+        assert_eq!(
+            Unreadable::NoShape.to_string(),
+            "its header names neither a value nor a slice"
+        );
+        h.fixed.format.store(1, Ordering::Relaxed);
+        let old = h.read(size).unwrap_err();
+        assert!(
+            matches!(&old, Unreadable::NotOurs(why) if why.contains("format 1")),
+            "{old:?}"
+        );
+        assert!(old
+            .to_string()
+            .starts_with("it is not a neocortex segment (header format 1"));
+        h.fixed.state.store(0xdead_beef, Ordering::Relaxed);
+        assert!(matches!(h.read(size), Err(Unreadable::NotOurs(_))));
+        h.fixed.format.store(FORMAT_VERSION, Ordering::Relaxed);
+        assert_eq!(
+            h.read(size),
+            Err(Unreadable::NotOurs("unknown state word".into()))
+        );
+        h.fixed.state.store(0, Ordering::Relaxed);
+        h.fixed.magic.store(7, Ordering::Relaxed);
+        assert_eq!(
+            h.read(size),
+            Ok(Published::Blank),
+            "a blank state is read first"
+        );
     }
 
     #[test]
