@@ -327,6 +327,16 @@ pub(crate) enum Published {
     Ready(Descriptor),
 }
 
+impl Published {
+    /// The descriptor, past [`Published::Blank`].
+    pub(crate) fn descriptor(self) -> Option<Descriptor> {
+        match self {
+            Self::Blank => None,
+            Self::Initializing(d) | Self::Ready(d) => Some(d),
+        }
+    }
+}
+
 /// Why a header is not one this build reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Unreadable {
@@ -634,6 +644,12 @@ impl Header {
         self.dead_holder()
     }
 
+    /// The holder word as it is now (0 when nobody holds the lock, or for locks that report
+    /// dead holders themselves), for inspection.
+    pub(crate) fn recorded_holder(&self) -> i32 {
+        self.hot.holder.load(Ordering::Relaxed)
+    }
+
     /// Clears the holder on a clean release. Call only under the lock.
     #[inline]
     pub(crate) fn clear_holder(&self) {
@@ -813,6 +829,7 @@ mod tests {
         let d = descriptor(8, 1);
         let size = d.layout.total_size;
         assert_eq!(h.read(size), Ok(Published::Blank));
+        assert_eq!(Published::Blank.descriptor(), None);
         h.begin(
             &d,
             ProcessIdentity {
@@ -830,6 +847,7 @@ mod tests {
             .starts_with("its header is damaged or forged: "));
         h.publish();
         assert_eq!(h.read(size), Ok(Published::Ready(d)));
+        assert_eq!(Published::Ready(d).descriptor(), Some(d));
         h.fixed.shape.store(9, Ordering::Relaxed);
         assert_eq!(h.read(size), Err(Unreadable::NoShape));
         assert_eq!(
@@ -859,6 +877,9 @@ mod tests {
             Ok(Published::Blank),
             "a blank state is read first"
         );
+        assert_eq!(h.recorded_holder(), 0);
+        h.take_holder(77);
+        assert_eq!(h.recorded_holder(), 77);
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub mod failpoints;
 #[expect(unsafe_code, reason = "turns segment addresses into references")]
 mod guard;
 mod header;
+pub mod inspect;
 mod key;
 #[expect(
     unsafe_code,

@@ -139,6 +139,17 @@ impl MemberTable {
         }
     }
 
+    /// Every note in the table: the pid that claimed each token, as that process saw
+    /// itself. A note outlives its claim (the kernel's slot is the truth: see
+    /// [`is_alive`]).
+    pub(crate) fn noted(&self) -> impl Iterator<Item = (i32, Token)> + '_ {
+        self.entries.iter().filter_map(|e| {
+            let token = Token::from_raw(e.token.load(Ordering::Acquire))?;
+            let pid = e.pid.load(Ordering::Relaxed);
+            (pid != 0).then_some((pid, token))
+        })
+    }
+
     /// The pid that claimed `token`, as seen by that process, if the note is still there.
     pub(crate) fn pid_of(&self, token: Token) -> Option<i32> {
         let e = self.entries.get(usize::from(token.slot()))?;
@@ -543,6 +554,26 @@ mod tests {
         assert_eq!(Token::from_raw(5), None, "a slot without a tag is no token");
         assert_eq!(Token::from_raw(t.raw() | 1 << 31), None);
         assert_eq!(format!("{t:?}"), "Token(slot 4094, tag 32767)");
+    }
+
+    #[test]
+    fn the_table_notes_pids_by_slot() {
+        let table = MemberTable::default();
+        assert_eq!(table.noted().count(), 0);
+        let a = Token::new(3, 7);
+        let b = Token::new(5, 9);
+        table.note(a, 100);
+        table.note(b, 200);
+        assert_eq!(table.noted().collect::<Vec<_>>(), [(100, a), (200, b)]);
+        assert_eq!(table.pid_of(a), Some(100));
+        // A later claim of the slot replaces the note.
+        let c = Token::new(3, 8);
+        table.note(c, 300);
+        assert_eq!(table.pid_of(a), None);
+        assert_eq!(table.noted().collect::<Vec<_>>(), [(300, c), (200, b)]);
+        // Slots past the table are not noted.
+        table.note(Token::new(NOTED_SLOTS as u16, 1), 400);
+        assert_eq!(table.noted().count(), 2);
     }
 
     /// Removes a members set when dropped.

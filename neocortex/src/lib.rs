@@ -98,6 +98,8 @@ pub use neocortex_sync::{
     SysvSemaphore, SysvState,
 };
 
+pub mod inspect;
+
 /// The names most programs need.
 pub mod prelude {
     pub use neocortex_core::{

@@ -20,6 +20,7 @@ use neocortex_sys::{shm, Errno};
 
 use super::Cortex;
 use crate::error::{CortexError, CortexResult, IntoOs};
+use crate::header::Header;
 use crate::marker::{ShmSafe, Value};
 use crate::members;
 use crate::sync::{Access, CortexSync, Remaining, Wait};
@@ -216,10 +217,16 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
 
     /// On removal: moves the counter and wakes every waiter, who then sees the removal.
     pub(crate) fn wake_watchers_for_removal(&self) {
-        self.note_change();
-        if let Err(e) = wake_all(self.header().seq()) {
-            tracing::warn!(key = self.key(), error = %e, "could not wake the waiters");
-        }
+        wake_for_removal(self.key(), self.header());
+    }
+}
+
+/// On removal (by the owner, or of a stale or forced segment): moves the counter and wakes
+/// every waiter, who then sees the header's removed mark.
+pub(crate) fn wake_for_removal(key: i32, header: &Header) {
+    header.seq().fetch_add(2, Ordering::SeqCst);
+    if let Err(e) = wake_all(header.seq()) {
+        tracing::warn!(key, error = %e, "could not wake the waiters");
     }
 }
 
