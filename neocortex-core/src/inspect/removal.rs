@@ -62,18 +62,22 @@ fn removable<'k>(
 /// Why a segment in use is left alone: who is attached, whether its creator lives.
 fn in_use(info: &SegmentInfo) -> String {
     let mut why = info.reason.clone();
-    if info.attached > 0 {
-        why += &format!("; {} process(es) attached", info.attached);
-        if let Some(pids) = info.attached_pids.as_ref().filter(|p| !p.is_empty()) {
-            why += &format!(" (pids {})", list(pids));
-        }
+    let attached = info.attached_pids.clone().unwrap_or_default();
+    if !attached.is_empty() {
+        why += &format!("; attached: pids {}", list(&attached));
     }
     if let Some(nc) = &info.neocortex {
-        let members: Vec<i32> = nc.members.iter().map(|m| m.pid).collect();
+        // Members hold a token without being attached (a creator that detached).
+        let members: Vec<i32> = nc
+            .members
+            .iter()
+            .map(|m| m.pid)
+            .filter(|pid| !attached.contains(pid))
+            .collect();
         if !members.is_empty() {
-            why += &format!("; live members: pids {}", list(&members));
+            why += &format!("; live members not attached: pids {}", list(&members));
         }
-        if nc.creator_alive == Some(true) {
+        if nc.creator_alive == Some(true) && info.attached > 0 {
             why += &format!("; its creator (pid {}) is alive", nc.creator_pid);
         }
     }
