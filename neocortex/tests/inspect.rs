@@ -17,12 +17,15 @@ mod spinlock;
 use std::time::Duration;
 
 use common::debris::{self, contents, orphan, sets, snapshot, stale};
-use common::{fork, in_private_ipc_namespace, unique_key, Exit, Pipe};
+use common::{fork, in_private_ipc_namespace, park, unique_key, Exit, Pipe};
 use neocortex::inspect::{
     self, LockKind, Outcome, SegmentState, SegmentView, Shape, Verdict, BUILT_IN_LOCKS,
     MEMBERS_SET_SEMAPHORES,
 };
-use neocortex::{Cortex, ErrorKind, RwSemaphore, Semaphore, SeqLock, SysvSemaphore};
+use neocortex::{
+    Cortex, CortexSync, ErrorKind, InPlace, RwSemaphore, Semaphore, SeqLock, SysvSemaphore,
+};
+use neocortex_sys::shm;
 use spinlock::SpinLock;
 
 fn me() -> i32 {
@@ -101,6 +104,10 @@ fn a_live_segment_is_described_in_full_and_never_removed() {
         let text = refused.to_string();
         assert!(text.contains(&format!("pids {}", me())), "{text}");
         assert!(
+            !text.contains("not attached"),
+            "the creator is attached: {text}"
+        );
+        assert!(
             text.contains("is alive") || text.contains("running"),
             "{text}"
         );
@@ -122,9 +129,11 @@ fn a_live_segment_is_described_in_full_and_never_removed() {
         let made = common::Made::of(&cortex);
         drop(cortex);
         made.assert_gone();
-        assert_eq!(
-            inspect::segment(key).unwrap_err().kind(),
-            ErrorKind::NotFound
+        let missing = inspect::segment(key).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        assert!(
+            missing.to_string().contains("nothing is on the key"),
+            "{missing}"
         );
         assert_eq!(
             inspect::remove(key, true).unwrap_err().kind(),
@@ -172,6 +181,12 @@ fn stale_and_orphaned_segments_are_collected_as_asked_and_nothing_else() {
         assert_eq!(nc.state.as_str(), "initializing");
         assert_eq!(nc.semaphore_sets.len(), 2, "members set and the lock's set");
         assert!(nc.members.is_empty(), "the dead creator's token is gone");
+        let known = inspect::segment(key("orphan")).unwrap();
+        assert!(
+            !known.reason.contains("not one this program knows"),
+            "{}",
+            known.reason
+        );
         let before = snapshot();
 
         let dry = inspect::collect(true, true).unwrap();
@@ -228,49 +243,123 @@ fn stale_and_orphaned_segments_are_collected_as_asked_and_nothing_else() {
     });
 }
 
+/// A child that attaches to `key`, takes the lock and keeps it until killed.
+fn holding<L: CortexSync<Access = InPlace>>(key: i32) -> common::Child {
+    let held = Pipe::new();
+    let child = fork(|| {
+        let mine: Cortex<u64, L> = Cortex::attach(key).unwrap();
+        let _guard = mine.lock().unwrap();
+        held.send(1);
+        park()
+    });
+    held.recv();
+    child
+}
+
+/// A live holder is named; once it dies, the death is reported: by a futex lock still
+/// naming it (nobody took over yet), by a SysV lock that the kernel released.
+fn holders_are_named_and_deaths_reported<L: CortexSync<Access = InPlace>>(name: &str) {
+    let cortex: Cortex<u64, L> = Cortex::new(unique_key(name), 1, None).unwrap();
+    let key = cortex.key();
+    let child = holding::<L>(key);
+    let pid = child.pid();
+    let nc = inspect::segment(key).unwrap().neocortex.unwrap();
+    assert_eq!(
+        (nc.holder, nc.owner_died, nc.dead_holder),
+        (Some(pid), false, None)
+    );
+    assert_eq!(nc.semaphore_sets, cortex.semaphore_sets());
+    child.signal(libc::SIGKILL);
+    assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+    let nc = inspect::segment(key).unwrap().neocortex.unwrap();
+    let still_named = L::DETECTS_DEAD_HOLDERS;
+    assert_eq!(nc.holder, still_named.then_some(pid), "{name}");
+    assert_eq!((nc.owner_died, nc.dead_holder), (true, Some(pid)), "{name}");
+    // The next holder is told, repairs, and the report clears.
+    let mut guard = cortex.lock_timeout(common::LOCK_WAIT).unwrap();
+    assert!(guard.owner_died());
+    guard.mark_consistent();
+    drop(guard);
+    let nc = inspect::segment(key).unwrap().neocortex.unwrap();
+    assert_eq!(
+        (nc.holder, nc.owner_died, nc.dead_holder),
+        (None, false, None)
+    );
+    let made = common::Made::of(&cortex);
+    drop(cortex);
+    made.assert_gone();
+}
+
 #[test]
-fn holders_that_died_are_reported() {
+fn holders_are_named_and_those_that_died_reported() {
     let _guard = common::watchdog();
     in_private_ipc_namespace(|| {
-        fn die_holding<L: neocortex::CortexSync<Access = neocortex::InPlace>>(
-            cortex: &Cortex<u64, L>,
-        ) -> i32 {
-            let held = Pipe::new();
-            let key = cortex.key();
-            let child = fork(|| {
-                let mine: Cortex<u64, L> = Cortex::attach(key).unwrap();
-                let _guard = mine.lock().unwrap();
-                held.send(1);
-                common::park()
-            });
-            held.recv();
-            let pid = child.pid();
-            child.signal(libc::SIGKILL);
-            assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
-            pid
-        }
-        let futex: Cortex<u64, Semaphore> =
-            Cortex::new(unique_key("holders_that_died_futex"), 1, None).unwrap();
-        let pid = die_holding(&futex);
-        let nc = inspect::segment(futex.key()).unwrap().neocortex.unwrap();
-        assert_eq!(nc.holder, Some(pid), "nobody took the lock over yet");
-        assert_eq!((nc.owner_died, nc.dead_holder), (true, Some(pid)));
+        holders_are_named_and_deaths_reported::<Semaphore>("holders_named_futex");
+        holders_are_named_and_deaths_reported::<SysvSemaphore>("holders_named_sysv");
+        holders_are_named_and_deaths_reported::<RwSemaphore>("holders_named_rw");
+    });
+}
 
-        let sysv: Cortex<u64, SysvSemaphore> =
-            Cortex::new(unique_key("holders_that_died_sysv"), 1, None).unwrap();
-        let pid = die_holding(&sysv);
-        let nc = inspect::segment(sysv.key()).unwrap().neocortex.unwrap();
-        assert_eq!(nc.holder, None, "the kernel released it");
-        assert_eq!((nc.owner_died, nc.dead_holder), (true, Some(pid)));
-        // The next holder is told, repairs, and the report clears.
-        let mut guard = sysv.lock_timeout(common::LOCK_WAIT).unwrap();
-        assert!(guard.owner_died());
-        guard.mark_consistent();
-        drop(guard);
-        let nc = inspect::segment(sysv.key()).unwrap().neocortex.unwrap();
-        assert_eq!((nc.owner_died, nc.dead_holder), (false, None));
-        let made = common::Made::of(&futex).and(&sysv);
-        drop((futex, sysv));
+#[test]
+fn the_tool_and_new_agree_on_what_is_stale() {
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        // Debris: the tool would remove it, and new() on its key reclaims it.
+        let half_key = unique_key("agree_half");
+        let half = stale::<Semaphore>(half_key);
+        let dry = inspect::collect(false, true).unwrap();
+        assert!(
+            matches!(&dry[..], [c] if c.info.shmid == half && matches!(c.outcome, Outcome::WouldRemove)),
+            "{dry:?}"
+        );
+        let fresh: Cortex<u64, Semaphore> = Cortex::new(half_key, 2, None).unwrap();
+        assert!(shm::stat(half).is_err(), "new() reclaimed it");
+        let made = common::Made::of(&fresh);
+        drop(fresh);
+        made.assert_gone();
+
+        // An orphan made with another lock kind: new() and remove_stale with this lock
+        // leave it, as the tool does without that lock kind.
+        let orphan_key = unique_key("agree_orphan");
+        let orphaned = orphan::<u64, SysvSemaphore>(orphan_key, 1);
+        let before = snapshot();
+        let kept = Cortex::<u64, Semaphore>::remove_stale(orphan_key).unwrap_err();
+        assert_eq!(kept.kind(), ErrorKind::AlreadyExists);
+        assert!(kept.to_string().contains("another lock kind"), "{kept}");
+        let taken = Cortex::<u64, Semaphore>::new(orphan_key, 1, None).unwrap_err();
+        assert_eq!(taken.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(snapshot(), before);
+        let sets = inspect::segment(orphan_key)
+            .unwrap()
+            .neocortex
+            .unwrap()
+            .semaphore_sets;
+        Cortex::<u64, SysvSemaphore>::remove_stale(orphan_key).unwrap();
+        common::assert_gone(orphan_key, &[orphaned], &sets);
+
+        // A creator that detached lives on: in use until it exits.
+        let creator: Cortex<u64, Semaphore> =
+            Cortex::new(unique_key("agree_detached"), 3, None).unwrap();
+        let key = creator.key();
+        let made = common::Made::of(&creator);
+        creator.detach().unwrap();
+        let info = inspect::segment(key).unwrap();
+        assert_eq!((info.verdict, info.attached), (Verdict::InUse, 0));
+        assert!(info.reason.contains("running process"), "{}", info.reason);
+        let refused = inspect::remove(key, false).unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!("live members not attached: pids {}", me())),
+            "{refused}"
+        );
+        assert!(
+            !refused.contains("is alive"),
+            "nobody is attached: {refused}"
+        );
+        assert!(inspect::collect(true, false).unwrap().is_empty());
+        Cortex::<u64, Semaphore>::attach(key)
+            .unwrap()
+            .remove()
+            .unwrap();
         made.assert_gone();
     });
 }
@@ -294,6 +383,11 @@ fn forced_removal_tells_the_processes_still_attached() {
             go.recv();
             // Waits for a change that never comes: the removal must end the wait.
             let waited = mine.wait_for_change(seen, Duration::from_secs(20));
+            // The removal moved the counter to wake the waiter at once.
+            if mine.version() <= seen {
+                common::write_stderr("the removal did not move the change counter\n");
+                return 2;
+            }
             match (
                 waited.map_err(|e| e.kind()),
                 mine.read().map_err(|e| e.kind()),
@@ -452,6 +546,66 @@ fn another_users_segments_are_never_removed() {
         assert_eq!(snapshot(), before);
         debris::remove(info.shmid, &nc.semaphore_sets);
         common::assert_gone(key, &[info.shmid], &nc.semaphore_sets);
+
+        // A segment made by this user but handed to another (IPC_SET) is theirs now.
+        let handed_key = unique_key("another_users_handed");
+        let handed = orphan::<u64, SysvSemaphore>(handed_key, 2);
+        let sets = inspect::segment(handed_key)
+            .unwrap()
+            .neocortex
+            .unwrap()
+            .semaphore_sets;
+        // SAFETY: shmid_ds is plain old data; all zeros is a valid value.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        // SAFETY: IPC_STAT writes one shmid_ds into the buffer this test owns.
+        assert_eq!(unsafe { libc::shmctl(handed, libc::IPC_STAT, &mut ds) }, 0);
+        ds.shm_perm.uid = common::NOBODY;
+        shm::set(handed, &ds).unwrap();
+        let info = inspect::segment(handed_key).unwrap();
+        assert_eq!((info.uid, info.creator_uid), (common::NOBODY, 0));
+        assert_eq!(info.verdict, Verdict::OtherUser, "{}", info.reason);
+        assert!(inspect::remove(handed_key, true).is_err());
+        assert!(inspect::collect(true, false).unwrap().is_empty());
+        debris::remove(handed, &sets);
+
+        // Another user sees this user's segment from what the kernel lists, unmapped.
+        let mine: Cortex<u64, Semaphore> =
+            Cortex::new(unique_key("another_users_view"), 4, None).unwrap();
+        let (my_key, my_id) = (mine.key(), mine.segment_id());
+        let my_size = shm::stat(my_id).unwrap().size;
+        let looker = fork(move || {
+            if !common::become_nobody() {
+                return 3;
+            }
+            let Ok(info) = inspect::segment(my_key) else {
+                return 4;
+            };
+            let listed = inspect::segments().unwrap_or_default();
+            let seen = (
+                info.shmid,
+                info.uid,
+                info.size,
+                info.verdict,
+                info.neocortex.is_none(),
+            );
+            if seen != (my_id, 0, my_size, Verdict::OtherUser, true)
+                || !listed.iter().any(|s| s.shmid == my_id)
+            {
+                common::write_stderr(&format!("nobody saw {seen:?}\n"));
+                return 5;
+            }
+            match inspect::remove(my_key, true) {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => 0,
+                other => {
+                    common::write_stderr(&format!("nobody's rm: {other:?}\n"));
+                    6
+                }
+            }
+        });
+        looker.expect_success("nobody inspects root's segment");
+        let made = common::Made::of(&mine);
+        drop(mine);
+        made.assert_gone();
     });
 }
 

@@ -113,8 +113,10 @@ pub fn remove(key: i32, force: bool, locks: &[LockKind]) -> CortexResult<Segment
     let allow = if force { Allow::Force } else { Allow::Orphans };
     let kind =
         removable(&info, allow, kind).map_err(|reason| CortexError::Occupied { key, reason })?;
-    let forced = !matches!(info.verdict, Verdict::Stale | Verdict::Orphan);
-    remove_occupant(Key(key), id, Some(kind), forced)?;
+    // Debris and orphans go only while nobody is attached, checked again with the segment
+    // mapped; a segment in use goes because it was forced.
+    let in_use = matches!(info.verdict, Verdict::InUse | Verdict::Unknown);
+    remove_occupant(Key(key), id, Some(kind), in_use)?;
     tracing::info!(key, shmid = id, verdict = %info.verdict, "removed segment");
     Ok(info)
 }
