@@ -29,6 +29,7 @@
 //!
 //! ```
 //! use neocortex::inspect::{self, LockKind, BUILT_IN_LOCKS};
+//! use neocortex::Cortex;
 //! # use neocortex::SysvSemaphore as MyLock;
 //!
 //! let locks: Vec<LockKind> = BUILT_IN_LOCKS
@@ -36,8 +37,11 @@
 //!     .copied()
 //!     .chain([LockKind::of::<MyLock>()])
 //!     .collect();
-//! # #[cfg(target_os = "linux")]
-//! let everything = inspect::segments_with(&locks)?;
+//! let key = neocortex::random_key()?;
+//! let mine: Cortex<u64, MyLock> = Cortex::new(key, 1, None)?;
+//! let info = inspect::segment_with(key, &locks)?;
+//! assert!(info.neocortex.expect("a neocortex segment").lock_known);
+//! // inspect::segments_with(&locks) and inspect::collect_with(.., &locks) likewise.
 //! # Ok::<(), neocortex::CortexError>(())
 //! ```
 
