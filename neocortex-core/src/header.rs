@@ -23,17 +23,16 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use crate::process::ProcessIdentity;
 
+mod descriptor;
+
+use descriptor::NAME_WORDS;
+pub(crate) use descriptor::{Descriptor, Mismatch, Name, SegmentLayout, Shape};
+
 /// "NEOCRTX" and a format byte, little-endian, so `ipcs`/`hexdump` users can spot it.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"NEOCRTX\x01");
 
 /// Version of this header format; bumped on any incompatible change.
 pub(crate) const FORMAT_VERSION: u32 = 2;
-
-/// Bytes of a type or lock name kept in the header, for messages.
-const NAME_WORDS: usize = 7;
-
-/// The cache line size of the machines neocortex targets.
-const CACHE_LINE: u64 = 64;
 
 /// Where a segment has got to in its creation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,247 +62,48 @@ impl InitState {
     }
 }
 
-/// Whether a segment holds one value or a slice.
+/// What a header says, once it passed the checks that every reader makes (attach, the
+/// stale-segment rules and the operator's tool all read headers through [`Header::read`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Shape {
-    /// One value of the element type.
-    Value,
-    /// A slice of elements, its length chosen at creation.
-    Slice,
+pub(crate) enum Published {
+    /// Nothing published yet (state [`InitState::Uninit`]): the rest of the header may be
+    /// blank or half-written, so only the kernel's record of the segment can be trusted.
+    Blank,
+    /// The creator is setting the segment up; the descriptor is written and adds up.
+    Initializing(Descriptor),
+    /// Ready for use; the descriptor adds up.
+    Ready(Descriptor),
 }
 
-impl Shape {
-    const fn word(self) -> u32 {
+impl Published {
+    /// The descriptor, past [`Published::Blank`].
+    pub(crate) fn descriptor(self) -> Option<Descriptor> {
         match self {
-            Self::Value => 1,
-            Self::Slice => 2,
-        }
-    }
-
-    fn from_word(word: u32) -> Option<Self> {
-        match word {
-            1 => Some(Self::Value),
-            2 => Some(Self::Slice),
-            _ => None,
+            Self::Blank => None,
+            Self::Initializing(d) | Self::Ready(d) => Some(d),
         }
     }
 }
 
-/// Offsets of the parts of a segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SegmentLayout {
-    /// Offset of the member table.
-    pub(crate) members_offset: u64,
-    /// Offset of the lock state.
-    pub(crate) lock_offset: u64,
-    /// Offset of the value.
-    pub(crate) data_offset: u64,
-    /// Size to ask `shmget` for.
-    pub(crate) total_size: u64,
-}
-
-impl SegmentLayout {
-    /// Where the member table starts: right after the header, on a line of its own.
-    pub(crate) const MEMBERS_OFFSET: u64 =
-        align_up(std::mem::size_of::<Header>() as u64, CACHE_LINE);
-
-    /// The layout for a lock state and `len` elements of the given size and alignment, or
-    /// `None` when the sizes overflow.
-    pub(crate) const fn new(state: (usize, usize), elem: (usize, usize), len: u64) -> Option<Self> {
-        let members_offset = Self::MEMBERS_OFFSET;
-        let members_size = crate::members::MemberTable::SIZE;
-        // The lock state and the value each start a cache line of their own (or their own
-        // alignment, if larger). Measured with `compare` (two processes contending on 8 B):
-        // a lock word that shares its line with the header's hot words is ~12% slower,
-        // because a waiter polling the word steals the line from the holder's writes.
-        let lock_offset = align_up(
-            members_offset + members_size,
-            max(state.1 as u64, CACHE_LINE),
-        );
-        let Some(after_lock) = lock_offset.checked_add(state.0 as u64) else {
-            return None;
-        };
-        let data_offset = align_up(after_lock, max(elem.1 as u64, CACHE_LINE));
-        let Some(data_size) = (elem.0 as u64).checked_mul(len) else {
-            return None;
-        };
-        let Some(total_size) = data_offset.checked_add(data_size) else {
-            return None;
-        };
-        if total_size > isize::MAX as u64 {
-            return None;
-        }
-        Some(Self {
-            members_offset,
-            lock_offset,
-            data_offset,
-            total_size,
-        })
-    }
-}
-
-const fn max(a: u64, b: u64) -> u64 {
-    if a > b {
-        a
-    } else {
-        b
-    }
-}
-
-const fn align_up(offset: u64, align: u64) -> u64 {
-    let align = if align == 0 { 1 } else { align };
-    offset.div_ceil(align) * align
-}
-
-/// Everything a header says about the segment's contents, as plain values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Descriptor {
-    /// Where the members, the lock state and the value are.
-    pub(crate) layout: SegmentLayout,
-    /// One value, or a slice.
-    pub(crate) shape: Shape,
-    /// `size_of` the element (the value's type, or the slice's element).
-    pub(crate) elem_size: u64,
-    /// `align_of` the element.
-    pub(crate) elem_align: u64,
-    /// The element's `TYPE_TAG`.
-    pub(crate) elem_tag: u64,
-    /// Number of elements: 1 for a value.
-    pub(crate) len: u64,
-    /// Fingerprint of the lock kind and its state type.
-    pub(crate) lock_tag: u64,
-    /// Name of the value's type, for messages (truncated).
-    pub(crate) type_name: Name,
-    /// Name of the lock kind, for messages (truncated).
-    pub(crate) lock_name: Name,
-}
-
-/// A short name kept in the header for messages.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Name([u8; NAME_WORDS * 8]);
-
-impl Name {
-    /// Keeps the first bytes of `name` that fit, on a character boundary.
-    pub(crate) fn new(name: &str) -> Self {
-        let mut bytes = [0u8; NAME_WORDS * 8];
-        let mut end = name.len().min(bytes.len());
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
-        bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
-        Self(bytes)
-    }
-
-    /// The name as text; bytes that are not UTF-8 (a foreign header) are replaced.
-    pub(crate) fn to_text(self) -> String {
-        let end = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
-        String::from_utf8_lossy(&self.0[..end]).into_owned()
-    }
-}
-
-impl std::fmt::Debug for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.to_text())
-    }
-}
-
-/// How a found descriptor differs from the expected one.
+/// Why a header is not one this build reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Mismatch {
-    /// Another value type, shape or length.
-    Type,
-    /// Another lock kind.
-    Lock,
-    /// The recorded layout cannot be right for the recorded type (damaged or forged).
-    Corrupt(&'static str),
+pub(crate) enum Unreadable {
+    /// Another magic or format, or a state word neocortex never writes: not a neocortex
+    /// segment (of this format).
+    NotOurs(String),
+    /// The shape word is neither a value nor a slice.
+    NoShape,
+    /// The descriptor does not add up for the segment's size: damaged or forged.
+    Damaged(&'static str),
 }
 
-impl Descriptor {
-    /// Checks that the descriptor is self-consistent and fits a segment of `segment_size`
-    /// bytes, whatever type it is compared with later.
-    ///
-    /// # Errors
-    ///
-    /// What is wrong with it.
-    pub(crate) fn check_consistent(&self, segment_size: u64) -> Result<(), &'static str> {
-        let elem_size = usize::try_from(self.elem_size).map_err(|_| "element size overflows")?;
-        if self.elem_align == 0 || !self.elem_align.is_power_of_two() || self.elem_align > 4096 {
-            return Err("element alignment is not a power of two up to a page");
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotOurs(why) => write!(f, "it is not a neocortex segment ({why})"),
+            Self::NoShape => f.write_str("its header names neither a value nor a slice"),
+            Self::Damaged(why) => write!(f, "its header is damaged or forged: {why}"),
         }
-        if self.shape == Shape::Value && self.len != 1 {
-            return Err("a single value with a length other than 1");
-        }
-        let Some(data_size) = self.elem_size.checked_mul(self.len) else {
-            return Err("value size overflows");
-        };
-        if self.layout.total_size > segment_size {
-            return Err("header claims more bytes than the segment has");
-        }
-        let Some(least) = SegmentLayout::new((0, 1), (elem_size, 1), 0) else {
-            return Err("element size overflows");
-        };
-        if self.layout.members_offset != least.members_offset
-            || self.layout.lock_offset < least.lock_offset
-            || self.layout.data_offset < self.layout.lock_offset
-            || self.layout.data_offset % self.elem_align != 0
-            || self.layout.data_offset.checked_add(data_size) != Some(self.layout.total_size)
-        {
-            return Err("offsets and sizes do not add up");
-        }
-        Ok(())
-    }
-
-    /// Compares what a segment says with what the caller's types need.
-    ///
-    /// For a slice, `expected.len` is ignored: the segment's own length is the one to use.
-    ///
-    /// # Errors
-    ///
-    /// The first difference found, the layout's consistency first.
-    pub(crate) fn check(&self, expected: &Self, segment_size: u64) -> Result<(), Mismatch> {
-        let found = self;
-        found
-            .check_consistent(segment_size)
-            .map_err(Mismatch::Corrupt)?;
-        if found.shape != expected.shape
-            || found.elem_size != expected.elem_size
-            || found.elem_align != expected.elem_align
-            || found.elem_tag != expected.elem_tag
-            || (expected.shape == Shape::Value && found.len != expected.len)
-        {
-            return Err(Mismatch::Type);
-        }
-        if found.lock_tag != expected.lock_tag {
-            return Err(Mismatch::Lock);
-        }
-        // The total size follows from the length, which a slice's attacher takes from the
-        // segment (and `check_consistent` checked it against the offsets).
-        let (f, e) = (found.layout, expected.layout);
-        if (f.members_offset, f.lock_offset, f.data_offset)
-            != (e.members_offset, e.lock_offset, e.data_offset)
-        {
-            return Err(Mismatch::Corrupt(
-                "offsets differ from this version's layout",
-            ));
-        }
-        Ok(())
-    }
-
-    /// "`f64` (8 bytes, align 8) with lock `semaphore`", or for a slice "`[u32]` (100
-    /// elements of 4 bytes, align 4) with lock `semaphore`", for messages.
-    pub(crate) fn describe(&self) -> String {
-        let what = match self.shape {
-            Shape::Value => format!("{} bytes, align {}", self.elem_size, self.elem_align),
-            Shape::Slice => format!(
-                "{} element(s) of {} bytes, align {}",
-                self.len, self.elem_size, self.elem_align
-            ),
-        };
-        format!(
-            "`{}` ({what}) with lock `{}`",
-            self.type_name.to_text(),
-            self.lock_name.to_text()
-        )
     }
 }
 
@@ -460,6 +260,37 @@ impl Header {
         Ok(())
     }
 
+    /// Reads the header of a segment of `segment_size` bytes (its real size, from the
+    /// kernel) as every reader must: the state first (acquire), then, past
+    /// [`InitState::Uninit`], magic and format, then a descriptor that adds up.
+    ///
+    /// # Errors
+    ///
+    /// Why the header is not one this build reads.
+    pub(crate) fn read(&self, segment_size: u64) -> Result<Published, Unreadable> {
+        let state = match self.state() {
+            Ok(InitState::Uninit) => return Ok(Published::Blank),
+            Ok(state) => state,
+            Err(_) => {
+                return Err(Unreadable::NotOurs(
+                    self.format()
+                        .err()
+                        .unwrap_or_else(|| "unknown state word".into()),
+                ))
+            }
+        };
+        self.format().map_err(Unreadable::NotOurs)?;
+        let descriptor = self.descriptor().ok_or(Unreadable::NoShape)?;
+        descriptor
+            .check_consistent(segment_size)
+            .map_err(Unreadable::Damaged)?;
+        Ok(if state == InitState::Ready {
+            Published::Ready(descriptor)
+        } else {
+            Published::Initializing(descriptor)
+        })
+    }
+
     /// The descriptor as written by the creator; `None` when the shape word is not one
     /// neocortex writes.
     pub(crate) fn descriptor(&self) -> Option<Descriptor> {
@@ -561,6 +392,12 @@ impl Header {
         self.dead_holder()
     }
 
+    /// The holder word as it is now (0 when nobody holds the lock, or for locks that report
+    /// dead holders themselves), for inspection.
+    pub(crate) fn recorded_holder(&self) -> i32 {
+        self.hot.holder.load(Ordering::Relaxed)
+    }
+
     /// Clears the holder on a clean release. Call only under the lock.
     #[inline]
     pub(crate) fn clear_holder(&self) {
@@ -634,227 +471,4 @@ fn load_name(words: &[AtomicU64; NAME_WORDS]) -> Name {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn descriptor(elem_size: u64, tag: u64) -> Descriptor {
-        let layout = SegmentLayout::new((4, 4), (elem_size as usize, 8), 1).unwrap();
-        Descriptor {
-            layout,
-            shape: Shape::Value,
-            elem_size,
-            elem_align: 8,
-            elem_tag: tag,
-            len: 1,
-            lock_tag: 9,
-            type_name: Name::new("u64"),
-            lock_name: Name::new("semaphore"),
-        }
-    }
-
-    fn slice(len: u64) -> Descriptor {
-        let layout = SegmentLayout::new((4, 4), (4, 4), len).unwrap();
-        Descriptor {
-            layout,
-            shape: Shape::Slice,
-            elem_size: 4,
-            elem_align: 4,
-            elem_tag: 3,
-            len,
-            lock_tag: 9,
-            type_name: Name::new("[u32]"),
-            lock_name: Name::new("semaphore"),
-        }
-    }
-
-    fn zeroed_header() -> Box<Header> {
-        Box::default()
-    }
-
-    #[test]
-    fn layout_gives_each_part_its_own_lines() {
-        let l = SegmentLayout::new((4, 4), (8, 8), 1).unwrap();
-        let header = std::mem::size_of::<Header>() as u64;
-        assert!(l.members_offset >= header);
-        assert!(l.lock_offset >= l.members_offset + crate::members::MemberTable::SIZE);
-        assert_eq!(l.members_offset % 64, 0);
-        assert_eq!(l.lock_offset % 64, 0);
-        assert_eq!(l.data_offset % 64, 0);
-        assert!(
-            l.data_offset / 64 > (l.lock_offset + 4 - 1) / 64,
-            "the value has a line of its own"
-        );
-        assert_eq!(l.total_size, l.data_offset + 8);
-        let big = SegmentLayout::new((0, 1), (64, 4096), 1).unwrap();
-        assert_eq!(big.data_offset % 4096, 0);
-        let many = SegmentLayout::new((4, 4), (4, 4), 1000).unwrap();
-        assert_eq!(many.total_size, many.data_offset + 4000);
-        let empty = SegmentLayout::new((4, 4), (4, 4), 0).unwrap();
-        assert_eq!(empty.total_size, empty.data_offset);
-        assert!(SegmentLayout::new((0, 1), (usize::MAX, 1), 1).is_none());
-        assert!(SegmentLayout::new((0, 1), (8, 8), u64::MAX / 4).is_none());
-        assert_eq!(std::mem::size_of::<Header>() % 64, 0);
-        assert_eq!(std::mem::align_of::<Header>(), 64);
-    }
-
-    #[test]
-    fn header_round_trip_and_state_machine() {
-        let h = zeroed_header();
-        assert_eq!(h.state(), Ok(InitState::Uninit));
-        assert!(h.format().is_err());
-        assert_eq!(h.members_id(), None);
-        let d = descriptor(8, 1);
-        let me = ProcessIdentity {
-            pid: 42,
-            start_ticks: 7,
-        };
-        h.begin(&d, me, 99);
-        assert_eq!(h.state(), Ok(InitState::Initializing));
-        assert_eq!(h.format(), Ok(()));
-        assert_eq!(h.descriptor(), Some(d));
-        let creator = h.creator();
-        assert_eq!(
-            (creator.identity, creator.pidns, creator.token),
-            (me, 99, 0)
-        );
-        h.record_members(17);
-        assert_eq!(h.members_id(), Some(17));
-        h.set_creator_token(5);
-        assert_eq!(h.creator().token, 5);
-        h.publish();
-        assert_eq!(h.state(), Ok(InitState::Ready));
-        h.forget_members();
-        assert_eq!(h.members_id(), None);
-        assert_eq!((h.next_claim(), h.next_claim()), (0, 1));
-        h.fixed.state.store(0xdead_beef, Ordering::Relaxed);
-        assert_eq!(h.state(), Err(0xdead_beef));
-        h.fixed.format.store(1, Ordering::Relaxed);
-        assert!(h.format().unwrap_err().contains("format 1"));
-        h.fixed.shape.store(7, Ordering::Relaxed);
-        assert_eq!(h.descriptor(), None);
-    }
-
-    #[test]
-    fn holder_word_reports_dead_holders_until_repaired() {
-        let h = zeroed_header();
-        assert_eq!(h.take_holder(10), 0);
-        h.clear_holder();
-        assert_eq!(h.dead_holder(), None);
-        assert_eq!(h.take_holder(11), 0);
-        // 11 dies holding the lock: the kernel releases it, the word still says 11.
-        assert_eq!(h.take_holder(12), 11);
-        assert_eq!(h.dead_holder(), Some(11));
-        h.clear_holder();
-        assert_eq!(h.take_holder(13), 0);
-        assert_eq!(
-            h.dead_holder(),
-            Some(11),
-            "still reported until marked consistent"
-        );
-        h.mark_consistent();
-        assert_eq!(h.dead_holder(), None);
-        h.mark_inconsistent(13);
-        assert_eq!(h.dead_holder(), Some(13));
-        h.mark_consistent();
-        h.mark_inconsistent(0);
-        assert_eq!(h.dead_holder(), Some(-1), "an unknown pid is still a death");
-        h.mark_consistent();
-        // A shared holder sees a holder word left by a dead writer.
-        h.clear_holder();
-        h.take_holder(14);
-        assert_eq!(h.dead_holder_seen_shared(), Some(14));
-        assert!(!h.is_removed());
-        h.mark_removed();
-        assert!(h.is_removed());
-    }
-
-    #[test]
-    fn descriptor_check_finds_each_difference() {
-        let expected = descriptor(8, 1);
-        let size = expected.layout.total_size;
-        assert_eq!(expected.check(&expected, size), Ok(()));
-        assert_eq!(descriptor(8, 2).check(&expected, size), Err(Mismatch::Type));
-        let other_lock = Descriptor {
-            lock_tag: 10,
-            ..expected
-        };
-        assert_eq!(other_lock.check(&expected, size), Err(Mismatch::Lock));
-        assert!(matches!(
-            expected.check(&expected, size - 1),
-            Err(Mismatch::Corrupt(_))
-        ));
-        let bigger = descriptor(16, 1);
-        assert_eq!(
-            bigger.check(&expected, bigger.layout.total_size),
-            Err(Mismatch::Type)
-        );
-        let forged = Descriptor {
-            elem_size: u64::MAX,
-            ..expected
-        };
-        assert!(matches!(
-            forged.check(&expected, u64::MAX),
-            Err(Mismatch::Corrupt(_))
-        ));
-        let misaligned = Descriptor {
-            elem_align: 3,
-            ..expected
-        };
-        assert!(matches!(
-            misaligned.check(&expected, size),
-            Err(Mismatch::Corrupt(_))
-        ));
-        let value_of_two = Descriptor { len: 2, ..expected };
-        assert!(matches!(
-            value_of_two.check(&expected, u64::MAX),
-            Err(Mismatch::Corrupt(_))
-        ));
-    }
-
-    #[test]
-    fn slices_are_checked_by_element_and_shape_not_length() {
-        let made = slice(100);
-        // The attacher does not know the length: any expected length matches.
-        let asked = slice(7);
-        assert_eq!(made.check(&asked, made.layout.total_size), Ok(()));
-        // A slice is not a value, nor a value a slice.
-        let value = descriptor(4, 3);
-        assert_eq!(
-            made.check(&value, made.layout.total_size),
-            Err(Mismatch::Type)
-        );
-        assert_eq!(
-            value.check(&made, value.layout.total_size),
-            Err(Mismatch::Type)
-        );
-        let wider = Descriptor {
-            elem_size: 8,
-            elem_align: 8,
-            ..asked
-        };
-        assert_eq!(
-            made.check(&wider, made.layout.total_size),
-            Err(Mismatch::Type)
-        );
-        // A length that does not match the segment's size is a forgery.
-        let longer = Descriptor { len: 101, ..made };
-        assert!(matches!(
-            longer.check(&asked, made.layout.total_size),
-            Err(Mismatch::Corrupt(_))
-        ));
-        assert!(made
-            .describe()
-            .contains("`[u32]` (100 element(s) of 4 bytes, align 4) with lock `semaphore`"));
-    }
-
-    #[test]
-    fn names_truncate_on_char_boundaries() {
-        let long = "é".repeat(40);
-        let name = Name::new(&long);
-        assert_eq!(name.to_text(), "é".repeat(28));
-        assert_eq!(Name::new("f64").to_text(), "f64");
-        assert!(descriptor(8, 1)
-            .describe()
-            .contains("`u64` (8 bytes, align 8) with lock `semaphore`"));
-    }
-}
+mod tests;

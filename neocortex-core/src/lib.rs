@@ -55,6 +55,7 @@ mod fixed;
 #[expect(unsafe_code, reason = "turns segment addresses into references")]
 mod guard;
 mod header;
+pub mod inspect;
 mod key;
 #[expect(
     unsafe_code,

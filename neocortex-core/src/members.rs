@@ -139,6 +139,17 @@ impl MemberTable {
         }
     }
 
+    /// Every note in the table: the pid that claimed each token, as that process saw
+    /// itself. A note outlives its claim (the kernel's slot is the truth: see
+    /// [`is_alive`]).
+    pub(crate) fn noted(&self) -> impl Iterator<Item = (i32, Token)> + '_ {
+        self.entries.iter().filter_map(|e| {
+            let token = Token::from_raw(e.token.load(Ordering::Acquire))?;
+            let pid = e.pid.load(Ordering::Relaxed);
+            (pid != 0).then_some((pid, token))
+        })
+    }
+
     /// The pid that claimed `token`, as seen by that process, if the note is still there.
     pub(crate) fn pid_of(&self, token: Token) -> Option<i32> {
         let e = self.entries.get(usize::from(token.slot()))?;
@@ -531,64 +542,4 @@ pub(crate) fn members_error(op: &'static str, key: i32, e: SysError) -> CortexEr
 pub(crate) const REAPER_WAIT: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_pack_slot_and_tag_and_reject_flags() {
-        let t = Token::new(MAX_SLOTS, 32767);
-        assert_eq!((t.slot(), t.tag()), (MAX_SLOTS, 32767));
-        assert_eq!(Token::from_raw(t.raw()), Some(t));
-        assert!(t.raw() < 1 << Token::BITS);
-        assert_eq!(Token::from_raw(0), None);
-        assert_eq!(Token::from_raw(5), None, "a slot without a tag is no token");
-        assert_eq!(Token::from_raw(t.raw() | 1 << 31), None);
-        assert_eq!(format!("{t:?}"), "Token(slot 4094, tag 32767)");
-    }
-
-    /// Removes a members set when dropped.
-    struct Set(i32);
-
-    impl Drop for Set {
-        fn drop(&mut self) {
-            let _ = remove_set(self.0);
-        }
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore)]
-    fn threads_racing_for_a_first_token_share_one() {
-        for _ in 0..20 {
-            let set = Set(create_set(Permission::OwnerOnly, DEFAULT_SLOTS).expect("members set"));
-            let membership = Membership::new(set.0, DEFAULT_SLOTS);
-            let header = Box::<Header>::default();
-            let table = Box::<MemberTable>::default();
-            let start = std::sync::Barrier::new(8);
-            let tokens: Vec<Token> = std::thread::scope(|s| {
-                let threads: Vec<_> = (0..8)
-                    .map(|_| {
-                        s.spawn(|| {
-                            start.wait();
-                            membership.token(1, &header, &table).expect("token")
-                        })
-                    })
-                    .collect();
-                threads
-                    .into_iter()
-                    .map(|t| t.join().expect("thread"))
-                    .collect()
-            });
-            assert!(tokens.iter().all(|&t| t == tokens[0]), "{tokens:?}");
-            // The losers gave their claims back: one slot is held.
-            let mut values = vec![0u16; usize::from(FIRST_SLOT + DEFAULT_SLOTS)];
-            sem::get_all(set.0, &mut values).expect("getall");
-            let held: Vec<_> = (0..DEFAULT_SLOTS)
-                .filter(|&s| values[usize::from(FIRST_SLOT + s)] != 0)
-                .collect();
-            assert_eq!(held, [tokens[0].slot()]);
-            assert!(is_alive(set.0, tokens[0]).expect("alive"));
-            membership.leave(1, false);
-            assert!(!is_alive(set.0, tokens[0]).expect("released"));
-        }
-    }
-}
+mod tests;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CortexError, CortexResult};
 use crate::header::Header;
-use crate::marker::ShmSafe;
+use crate::marker::{combine_tags, tag_of_name, ShmSafe};
 use crate::members::{self, MemberTable, Membership, Token};
 use crate::mode::Permission;
 
@@ -133,6 +133,8 @@ pub struct LockContext<'a> {
     members: &'a Membership,
     header: &'a Header,
     table: &'a MemberTable,
+    /// For the operator's tool, which maps segments read-only: no token, no reaper.
+    read_only: bool,
 }
 
 impl<'a> LockContext<'a> {
@@ -147,7 +149,33 @@ impl<'a> LockContext<'a> {
             members,
             header,
             table,
+            read_only: false,
         }
+    }
+
+    /// A context for looking at a segment mapped read-only: [`token`](Self::token) and
+    /// [`with_reaper`](Self::with_reaper) fail, since both would write.
+    pub(crate) fn read_only(
+        key: i32,
+        members: &'a Membership,
+        header: &'a Header,
+        table: &'a MemberTable,
+    ) -> Self {
+        Self {
+            read_only: true,
+            ..Self::new(key, members, header, table)
+        }
+    }
+
+    #[cold]
+    fn refuse_writes(&self, what: &str) -> CortexResult<()> {
+        Err(CortexError::InvalidInput {
+            key: self.key,
+            reason: format!(
+                "the segment is only being inspected (mapped read-only): a lock may not {what} \
+                 from `holder` or `semaphore_sets_in`"
+            ),
+        })
     }
 
     /// The segment's key, for error messages.
@@ -162,9 +190,12 @@ impl<'a> LockContext<'a> {
     /// # Errors
     ///
     /// `LimitReached` when every member slot is taken; `LockRemoved` when the segment is
-    /// being removed.
+    /// being removed; `InvalidInput` when the segment is only being inspected.
     #[inline]
     pub fn token(&self) -> CortexResult<Token> {
+        if self.read_only {
+            self.refuse_writes("claim a token")?;
+        }
         self.members.token(self.key, self.header, self.table)
     }
 
@@ -199,12 +230,16 @@ impl<'a> LockContext<'a> {
     ///
     /// # Errors
     ///
-    /// `LockRemoved` when the segment is being removed.
+    /// `LockRemoved` when the segment is being removed; `InvalidInput` when the segment is
+    /// only being inspected.
     pub fn with_reaper<R>(
         &self,
         wait: Wait,
         take_over: impl FnOnce() -> R,
     ) -> CortexResult<Option<R>> {
+        if self.read_only {
+            self.refuse_writes("take a lock over")?;
+        }
         let set = self.members.set();
         let bounded = match wait.remaining() {
             Remaining::NoWait | Remaining::Expired => Wait::Never,
@@ -324,6 +359,11 @@ impl Drop for TestBench {
 ///    removed kernel object is reported as [`CortexError::LockRemoved`].
 /// 6. **Honest reports.** `Acquired::FromDeadHolder` only after a takeover from a dead
 ///    holder; and if `DETECTS_DEAD_HOLDERS` is `true`, after every such takeover.
+/// 7. **Looking only reads.** [`holder`](Self::holder) and
+///    [`semaphore_sets_in`](Self::semaphore_sets_in) never write `state` (nor anything
+///    else in the segment) and change no kernel object: the operator's tool calls them on
+///    a segment mapped read-only (`SHM_RDONLY`), where a write would kill the process.
+///    (Their context refuses [`LockContext::token`] and [`LockContext::with_reaper`].)
 pub unsafe trait CortexSync: Sized + Send + Sync + Debug + 'static {
     /// Options given at creation, e.g. the permission mode.
     type Settings: Default + Debug;
@@ -440,11 +480,35 @@ pub unsafe trait CortexSync: Sized + Send + Sync + Debug + 'static {
     }
 
     /// Who holds the lock right now, for the operator's tool: `Some(pid)` (or -1 when held by
-    /// an unknown process), `None` when free or when the lock cannot tell.
+    /// an unknown process), `None` when free or when the lock cannot tell. Reads only (point
+    /// 7 of the contract).
     fn holder(cx: &LockContext<'_>, state: &Self::State) -> Option<i32> {
         let _ = (cx, state);
         None
     }
+
+    /// The SysV semaphore sets that `state` names (a lock that is a kernel object stores its
+    /// id there), read without attaching, for the operator's tool. Reads only (point 7 of
+    /// the contract). Default: none.
+    fn semaphore_sets_in(cx: &LockContext<'_>, state: &Self::State) -> Vec<i32> {
+        let _ = (cx, state);
+        Vec::new()
+    }
+}
+
+/// The fingerprint of a lock kind that the header records: its name, its state type and
+/// its access model. Attach compares it, and the operator's tool recognises lock kinds by
+/// it.
+pub(crate) const fn lock_tag<L: CortexSync>() -> u64 {
+    let access = if <L::Access as Access>::OPTIMISTIC {
+        tag_of_name("optimistic")
+    } else {
+        tag_of_name("in-place")
+    };
+    combine_tags(
+        combine_tags(tag_of_name(L::KIND), <L::State as ShmSafe>::TYPE_TAG),
+        access,
+    )
 }
 
 #[cfg(test)]

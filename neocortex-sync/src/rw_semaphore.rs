@@ -164,6 +164,10 @@ unsafe impl CortexSync for RwSemaphore {
         vec![self.id]
     }
 
+    fn semaphore_sets_in(_cx: &LockContext<'_>, state: &SysvState) -> Vec<i32> {
+        state.stored_id().into_iter().collect()
+    }
+
     fn holder(_cx: &LockContext<'_>, state: &SysvState) -> Option<i32> {
         let id = state.stored_id()?;
         match neocortex_sys::sem::get_value(id, Self::WRITER) {
@@ -232,6 +236,7 @@ mod tests {
             RwSemaphore::attach(cx, &state).expect("attach").set_id(),
             lock.set_id()
         );
+        assert_eq!(RwSemaphore::semaphore_sets_in(cx, &state), [lock.set_id()]);
         destroy_and_check(cx, &state, lock.set_id());
         let gone = RwSemaphore::attach(cx, &state).expect_err("removed");
         assert_eq!(gone.kind(), ErrorKind::LockRemoved, "{gone}");

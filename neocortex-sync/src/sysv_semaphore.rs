@@ -101,6 +101,10 @@ unsafe impl CortexSync for SysvSemaphore {
         vec![self.id]
     }
 
+    fn semaphore_sets_in(_cx: &LockContext<'_>, state: &SysvState) -> Vec<i32> {
+        state.stored_id().into_iter().collect()
+    }
+
     fn holder(_cx: &LockContext<'_>, state: &SysvState) -> Option<i32> {
         let id = state.stored_id()?;
         // Held (0) by the process that last operated on it.
@@ -133,6 +137,11 @@ mod tests {
         assert_eq!(sem::stat(id).expect("stat").nsems, 1);
         let other = SysvSemaphore::attach(&cx, &state).expect("attach");
         assert_eq!(other.set_id(), id);
+        assert_eq!(SysvSemaphore::semaphore_sets_in(&cx, &state), [id]);
+        assert_eq!(
+            SysvSemaphore::semaphore_sets_in(&cx, &SysvState::zeroed()),
+            [] as [i32; 0]
+        );
 
         assert_eq!(
             lock.lock(&cx, &state, Wait::Never).expect("free"),

@@ -129,10 +129,30 @@ assert_eq!(c.read()?, 1); // reads copy
 //!
 //! | feature | default | gives |
 //! |---|---|---|
-//! | `semaphore` | yes | the built-in locks: `Semaphore` (= `Mutex`), `SeqLock`, `RwSemaphore`, `SysvSemaphore`, and `SemaphoreSettings` |
+//! | `semaphore` | yes | the built-in locks: `Semaphore` (= `Mutex`, a futex word on Linux), `SeqLock`, `RwSemaphore`, `SysvSemaphore`, and `SemaphoreSettings` |
+//! | `cli` | no | the `neocortex` binary, the operator's tool (adds `clap` and `serde_json`) |
 //!
-//! Without it, the crate still gives [`Cortex`] and the [`CortexSync`] trait, for a lock of
-//! your own.
+//! Without features, the crate still gives [`Cortex`] and the [`CortexSync`] trait, for a
+//! lock of your own, and [`inspect`].
+//!
+//! # The operator's tool
+//!
+//! `cargo install neocortex --features cli` (in the repository: `cargo run -p neocortex
+//! --features cli -- list`) installs `neocortex`, built on [`inspect`]:
+//!
+//! | command | does |
+//! |---|---|
+//! | `neocortex list [--json] [--all]` | the neocortex segments of this IPC namespace (`--all`: every segment, foreign ones marked): key, id, owner, mode, size, attachments, type, lock, state, creator and whether it lives, owner-died, version, verdict |
+//! | `neocortex inspect KEY [--json]` | everything about one segment: header, layout, lock holder, live members, semaphore sets, attached pids |
+//! | `neocortex gc [--dry-run] [--orphans]` | removes what `Cortex::new` would reclaim (creation never finished, creator dead, nobody attached); `--orphans` also ready segments whose creator is dead and that nobody is attached to |
+//! | `neocortex rm KEY [--force]` | removes one neocortex segment and its lock; refused while processes are attached or its creator lives, unless `--force` (then their next access fails with `LockRemoved`) |
+//! | `neocortex doctor` | IPC limits against use, systemd-logind's `RemoveIPC`, world-writable, stale and orphaned segments |
+//!
+//! It maps segments read-only to look at them, reads no value, and never removes a foreign
+//! segment or another user's, even with `--force`. Exit codes: `0` done; `1` refused (the
+//! message says why and who is attached) or not found, and for `doctor` something to fix;
+//! `2` bad usage; `3` a system error, or a command this system does not support (`list`,
+//! `gc` and `doctor` read Linux's `/proc`).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -149,6 +169,8 @@ pub use neocortex_sync::{
     Mutex, MutexSettings, RwSemaphore, Semaphore, SemaphorePermission, SemaphoreSettings, SeqLock,
     SysvSemaphore, SysvState,
 };
+
+pub mod inspect;
 
 /// The names most programs need.
 pub mod prelude {

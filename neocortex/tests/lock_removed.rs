@@ -98,3 +98,31 @@ fn a_blocked_futex_waiter_is_woken_with_lock_removed() {
         c.members_set_id()
     });
 }
+
+#[test]
+#[cfg(target_os = "linux")] // futex sleeps, seen in /proc
+fn a_waiter_for_a_change_is_told_when_the_owner_removes_the_segment() {
+    let _guard = common::watchdog();
+    let key = unique_key("a_waiter_for_a_change_is_told");
+    let owner: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
+    let made = Made::of(&owner);
+    let seen = owner.version();
+    let watching = Pipe::new();
+    let waiter = fork(|| {
+        let mine: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
+        watching.send(1);
+        match mine.wait_for_change(seen, Duration::from_secs(20)) {
+            // Woken by the removal, which moved the counter (not by a periodic check).
+            Err(e) if e.kind() == ErrorKind::LockRemoved && mine.version() > seen => 0,
+            other => {
+                common::write_stderr(&format!("the waiter got {other:?}\n"));
+                1
+            }
+        }
+    });
+    watching.recv();
+    common::wait_until_asleep_in(waiter.pid(), &[libc::SYS_futex], "waiting for a change");
+    owner.remove().unwrap();
+    waiter.expect_success("the waiter saw LockRemoved, not a new version");
+    made.assert_gone();
+}

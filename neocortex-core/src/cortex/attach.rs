@@ -14,7 +14,7 @@ use super::stale::creator_alive;
 use super::{Cortex, ATTACH_INIT_WAIT};
 use crate::error::{CortexError, CortexResult, ErrorKind, IntoOs};
 use crate::failpoints;
-use crate::header::{Descriptor, InitState, Mismatch};
+use crate::header::{Descriptor, InitState, Mismatch, Published};
 use crate::key::Key;
 use crate::marker::Value;
 use crate::members::{self, Membership};
@@ -236,60 +236,47 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
     ) -> CortexResult<(usize, Membership, L)> {
         let header = map.header();
         let started = Instant::now();
-        loop {
-            match header.state() {
-                Ok(InitState::Ready) => break,
-                Ok(state) if state == InitState::Uninit || header.format().is_ok() => {
-                    // Until the state says Initializing (release), the header's creator fields
-                    // may be half-written: ask the kernel who made the segment, and when.
-                    let alive = if state == InitState::Uninit {
-                        kernel.0 <= 0 || creator_alive_at(kernel.0, kernel.1)
-                    } else {
-                        creator_alive(header, kernel).unwrap_or(true)
-                    };
-                    let waited = started.elapsed();
-                    if waited >= ATTACH_INIT_WAIT || !alive {
-                        let detail = if alive {
-                            format!(
-                                "its creator (pid {}) is still running and setting it up; retry later",
-                                kernel.0
-                            )
-                        } else {
-                            format!(
-                                "its creator (pid {}) died before finishing; the next \
-                                 Cortex::new on this key reclaims it (or run `neocortex gc`)",
-                                kernel.0
-                            )
-                        };
-                        return Err(CortexError::NotInitialized {
-                            key: key.raw(),
-                            waited,
-                            detail,
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Ok(_) | Err(_) => {
-                    let why = header
-                        .format()
-                        .err()
-                        .unwrap_or_else(|| "unknown state word".into());
-                    return Err(CortexError::ForeignSegment {
-                        key: key.raw(),
-                        reason: format!("it is not a neocortex segment ({why})"),
-                    });
-                }
+        // The same reading of the header as the stale-segment rules and the operator's tool.
+        let found = loop {
+            let published = header
+                .read(map.size())
+                .map_err(|why| CortexError::ForeignSegment {
+                    key: key.raw(),
+                    reason: why.to_string(),
+                })?;
+            let state = match published {
+                Published::Ready(found) => break found,
+                Published::Blank => InitState::Uninit,
+                Published::Initializing(_) => InitState::Initializing,
+            };
+            // Until the state says Initializing (release), the header's creator fields may be
+            // half-written: ask the kernel who made the segment, and when.
+            let alive = if state == InitState::Uninit {
+                kernel.0 <= 0 || creator_alive_at(kernel.0, kernel.1)
+            } else {
+                creator_alive(header, kernel).unwrap_or(true)
+            };
+            let waited = started.elapsed();
+            if waited >= ATTACH_INIT_WAIT || !alive {
+                let detail = if alive {
+                    format!(
+                        "its creator (pid {}) is still running and setting it up; retry later",
+                        kernel.0
+                    )
+                } else {
+                    format!(
+                        "its creator (pid {}) died before finishing; the next \
+                         Cortex::new on this key reclaims it (or run `neocortex gc`)",
+                        kernel.0
+                    )
+                };
+                return Err(CortexError::NotInitialized {
+                    key: key.raw(),
+                    waited,
+                    detail,
+                });
             }
-        }
-        header.format().map_err(|why| CortexError::ForeignSegment {
-            key: key.raw(),
-            reason: format!("it is not a neocortex segment ({why})"),
-        })?;
-        let Some(found) = header.descriptor() else {
-            return Err(CortexError::ForeignSegment {
-                key: key.raw(),
-                reason: "its header names neither a value nor a slice".into(),
-            });
+            std::thread::sleep(Duration::from_millis(2));
         };
         let len = usize::try_from(found.len).unwrap_or(usize::MAX);
         let expected: Descriptor =
@@ -299,7 +286,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
                     reason: "the value type is too large for a segment".into(),
                 }
             })?;
-        match found.check(&expected, map.size()) {
+        match found.compare(&expected) {
             Ok(()) => {}
             Err(Mismatch::Type | Mismatch::Lock) => {
                 return Err(CortexError::LayoutMismatch {

@@ -18,7 +18,7 @@ use crate::error::{CortexError, CortexResult, ErrorKind, IntoOs, Leftover};
 use crate::failpoints;
 use crate::header::{Descriptor, Header, Name, SegmentLayout, Shape};
 use crate::key::Key;
-use crate::marker::{combine_tags, tag_of_name, ShmSafe, Value};
+use crate::marker::{ShmSafe, Value};
 use crate::members::{self, Membership};
 use crate::sync::{CortexSync, LockContext};
 
@@ -27,7 +27,7 @@ mod attach;
 mod create;
 mod optimistic;
 mod slice;
-mod stale;
+pub(crate) mod stale;
 mod watch;
 
 pub(crate) use create::CreateOptions;
@@ -136,15 +136,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
 
     /// The fingerprint of the lock kind, its state type and its access model.
     fn lock_tag() -> u64 {
-        let access = if <L::Access as crate::sync::Access>::OPTIMISTIC {
-            tag_of_name("optimistic")
-        } else {
-            tag_of_name("in-place")
-        };
-        combine_tags(
-            combine_tags(tag_of_name(L::KIND), <L::State as ShmSafe>::TYPE_TAG),
-            access,
-        )
+        crate::sync::lock_tag::<L>()
     }
 
     fn check_key(key: Key) -> CortexResult<()> {

@@ -12,11 +12,13 @@
 
 use std::mem::size_of;
 
+use neocortex_sys::shm::ShmStat;
 use neocortex_sys::{shm, Errno, SysError};
 
 use super::{Cortex, Occupant};
 use crate::error::{CortexError, CortexResult, ErrorKind, IntoOs, Leftover};
-use crate::header::{Header, InitState};
+use crate::header::{Descriptor, Header, Published};
+use crate::inspect::{LockKind, Verdict};
 use crate::key::Key;
 use crate::marker::Value;
 use crate::members::{self, Membership, Token};
@@ -47,6 +49,248 @@ pub(crate) fn creator_alive(header: &Header, kernel: (i32, i64)) -> Option<bool>
     None
 }
 
+/// What the staleness rules say about a segment, and why.
+#[derive(Clone, Debug)]
+pub(crate) struct Judgement {
+    /// The segment's id.
+    pub(crate) id: i32,
+    pub(crate) verdict: Verdict,
+    /// For messages: what the segment is and why the verdict.
+    pub(crate) reason: String,
+    /// The creator's pid: the header's, or the kernel's when the header has none.
+    pub(crate) creator: i32,
+    /// The header's descriptor, when the header has one.
+    pub(crate) descriptor: Option<Descriptor>,
+}
+
+impl Judgement {
+    fn new(id: i32, verdict: Verdict, creator: i32, reason: String) -> Self {
+        Self {
+            id,
+            verdict,
+            reason,
+            creator,
+            descriptor: None,
+        }
+    }
+}
+
+/// The rules that need only the kernel's record of segment `id`: another user's segment, an
+/// attached one, one too small to be ours. `None` when the header must be read to judge.
+pub(crate) fn judge_kernel(id: i32, ds: &ShmStat) -> Option<Judgement> {
+    // Only this user's own segments are ever reclaimed: a segment made (or handed) to
+    // anyone else, root included, is not ours to judge.
+    let me = neocortex_sys::process::effective_uid();
+    let keep = |verdict, reason| Some(Judgement::new(id, verdict, ds.cpid, reason));
+    if ds.cuid != me || ds.uid != me {
+        return keep(
+            Verdict::OtherUser,
+            format!(
+                "segment id {id} belongs to uid {} (created by uid {}), not to this user",
+                ds.uid, ds.cuid
+            ),
+        );
+    }
+    if ds.attached > 0 {
+        return keep(
+            Verdict::InUse,
+            format!(
+                "segment id {id} is in use: {} process(es) attached, creator pid {}",
+                ds.attached, ds.cpid
+            ),
+        );
+    }
+    if ds.size < MIN_SIZE {
+        return keep(
+            Verdict::Foreign,
+            format!(
+                "segment id {id} ({} bytes) is not a neocortex segment; it was left untouched",
+                ds.size
+            ),
+        );
+    }
+    None
+}
+
+/// The rules that read the header of segment `id` (which passed [`judge_kernel`]).
+/// `blank_fits`: whether a segment with a blank header (nothing published yet) and this
+/// size may be judged at all; only a caller that knows which type and lock made it can
+/// tell (`Cortex::new` on its key); for anyone else a blank segment is foreign.
+pub(crate) fn judge_header(id: i32, ds: &ShmStat, header: &Header, blank_fits: bool) -> Judgement {
+    let kernel = (ds.cpid, ds.ctime);
+    let published = match header.read(ds.size) {
+        Ok(published) => published,
+        Err(why) => {
+            return Judgement::new(
+                id,
+                Verdict::Foreign,
+                kernel.0,
+                format!("segment id {id}: {why}; it was left untouched"),
+            )
+        }
+    };
+    let Some(descriptor) = published.descriptor() else {
+        // Nothing published yet: the header may be blank or half-written, so only the
+        // kernel's record counts, and only a segment of a size ours could have is ours to
+        // judge.
+        let (verdict, reason) = if !blank_fits {
+            (
+                Verdict::Foreign,
+                format!(
+                    "segment id {id} ({} bytes) holds no neocortex header; it was left \
+                     untouched",
+                    ds.size
+                ),
+            )
+        } else if kernel.0 <= 0 || creator_alive_at(kernel.0, kernel.1) {
+            (
+                Verdict::InUse,
+                format!("segment id {id} is being created by pid {}", kernel.0),
+            )
+        } else {
+            (
+                Verdict::Stale,
+                format!(
+                    "segment id {id}: its creator (pid {}) died before writing its header, and \
+                     nobody is attached",
+                    kernel.0
+                ),
+            )
+        };
+        return Judgement::new(id, verdict, kernel.0, reason);
+    };
+    let creator = header.creator().identity.pid;
+    let (verdict, reason) = match creator_alive(header, kernel) {
+        None => (
+            Verdict::Unknown,
+            format!(
+                "segment id {id}: whether its creator (pid {creator}) lives cannot be told from \
+                 here (another pid namespace); left untouched"
+            ),
+        ),
+        Some(true) => (
+            Verdict::InUse,
+            format!("segment id {id} belongs to the running process {creator}"),
+        ),
+        Some(false) if matches!(published, Published::Ready(_)) => (
+            Verdict::Orphan,
+            format!(
+                "segment id {id} is ready, but its creator (pid {creator}) is gone and nobody is \
+                 attached"
+            ),
+        ),
+        Some(false) => (
+            Verdict::Stale,
+            format!(
+                "segment id {id}: its creator (pid {creator}) died before finishing it, and \
+                 nobody is attached"
+            ),
+        ),
+    };
+    Judgement {
+        descriptor: Some(descriptor),
+        ..Judgement::new(id, verdict, creator, reason)
+    }
+}
+
+/// Removes segment `id` on `key`, its members set and, when its header names the lock kind
+/// `lock`, the lock's kernel objects: the one removal of debris, orphans and (with `force`)
+/// segments in use, shared by [`Cortex::remove_stale`], `Cortex::new` reclaiming debris,
+/// and the operator's tool.
+///
+/// It writes: the header's removed mark (and the change counter, waking whoever waits for
+/// a change) and whatever `L::destroy` writes (a futex lock's removed bit), so that every
+/// process still attached gets `LockRemoved` from its next access. Without `force`, a
+/// segment that someone attached to meanwhile is left alone (`AlreadyExists`). A segment
+/// someone else removed meanwhile is fine: the key is free.
+pub(crate) fn remove_occupant(
+    key: Key,
+    id: i32,
+    lock: Option<&LockKind>,
+    force: bool,
+) -> CortexResult<()> {
+    let op = if force {
+        "remove segment"
+    } else {
+        "reclaim stale segment"
+    };
+    let gone = |e: &SysError| e.errno == Errno::EINVAL || e.errno == Errno::EIDRM;
+    let _span = tracing::debug_span!(
+        "remove",
+        key = key.raw(),
+        shmid = id,
+        lock = lock.map(LockKind::name),
+        force
+    )
+    .entered();
+    let ds = match shm::stat(id) {
+        Ok(ds) => ds,
+        Err(e) if gone(&e) => return Ok(()),
+        Err(e) => return Err(CortexError::clean(op, key.raw(), e.os())),
+    };
+    let map = match Mapping::attach(id, ds.size, false) {
+        Ok(map) => map,
+        Err(e) if gone(&e) => return Ok(()),
+        Err(e) => return Err(CortexError::clean(op, key.raw(), e.os())),
+    };
+    // Someone may have attached since the inspection: then it is not stale any more.
+    let attached = shm::stat(id).map(|ds| ds.attached).unwrap_or(0);
+    let removed = if attached > 1 && !force {
+        Err(CortexError::Occupied {
+            key: key.raw(),
+            reason: format!(
+                "segment id {id} was attached to while being reclaimed; it is in use again"
+            ),
+        })
+    } else {
+        // SAFETY: either the segment is stale (its creator is gone and nobody but this
+        // process, which only inspects it, is attached, so nobody relies on it), or the
+        // caller forces the removal on an operator's explicit request; then every attached
+        // process is told below through the header's removed mark and the lock's destroy.
+        match unsafe { shm::remove(id) } {
+            Ok(()) => Ok(()),
+            Err(e) if gone(&e) => Ok(()),
+            Err(e) => Err(CortexError::dirty(
+                op,
+                key.raw(),
+                e.os(),
+                vec![Leftover::Segment(id)],
+            )),
+        }
+    };
+    let mut lock_removed = Ok(());
+    let mut set = Ok(());
+    let header = map.header();
+    if removed.is_ok() && header.format().is_ok() {
+        header.mark_removed();
+        super::watch::wake_for_removal(key.raw(), header);
+        let members_id = header.members_id();
+        // The lock goes with the segment only when the header names that lock kind at its
+        // offset, inside the segment.
+        if let Some(kind) = lock {
+            // Only destroy uses it, and destroy needs no slot.
+            let membership = Membership::new(members_id.unwrap_or(-1), 0);
+            let cx = LockContext::new(key.raw(), &membership, header, map.members());
+            lock_removed = kind.destroy(&cx, &map).unwrap_or(Ok(()));
+        }
+        if let Some(members_id) = members_id {
+            set = match members::remove_set(members_id) {
+                Ok(()) => Ok(()),
+                Err(e) if gone(&e) => Ok(()),
+                Err(e) => Err(CortexError::dirty(
+                    op,
+                    key.raw(),
+                    e.os(),
+                    vec![Leftover::SemaphoreSet(members_id)],
+                )),
+            };
+        }
+    }
+    // SAFETY: last use of this mapping; nothing borrowed from it is used afterwards.
+    let unmapped = unsafe { map.unmap(key.raw(), op) };
+    CortexError::combine([removed, lock_removed, set, unmapped])
+}
+
 impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
     /// Whether a segment of `size` bytes could have been made for this `T` and `L`.
     fn could_be_ours(size: u64) -> bool {
@@ -73,179 +317,47 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
                 return Occupant::Keep(format!("segment id {id} belongs to another user ({e})"))
             }
         };
-        // Only this user's own segments are ever reclaimed: a segment made (or handed) to
-        // anyone else, root included, is not ours to judge.
-        let me = neocortex_sys::process::effective_uid();
-        if ds.cuid != me || ds.uid != me {
-            return Occupant::Keep(format!(
-                "segment id {id} belongs to uid {} (created by uid {}), not to this user",
-                ds.uid, ds.cuid
-            ));
+        if let Some(judged) = judge_kernel(id, &ds) {
+            return Occupant::Keep(judged.reason);
         }
-        if ds.attached > 0 {
-            return Occupant::Keep(format!(
-                "segment id {id} is in use: {} process(es) attached, creator pid {}",
-                ds.attached, ds.cpid
-            ));
-        }
-        let size = ds.size;
-        if size < MIN_SIZE {
-            return Occupant::Keep(format!(
-                "segment id {id} ({size} bytes) is not a neocortex segment; it was left untouched"
-            ));
-        }
-        let Ok(map) = Mapping::attach(id, size, true) else {
+        let Ok(map) = Mapping::attach(id, ds.size, true) else {
             return Occupant::Keep(format!("segment id {id} cannot be attached to inspect it"));
         };
-        let verdict = Self::judge(&map, id, size, (ds.cpid, ds.ctime));
-        // SAFETY: nothing borrowed from `map` outlives `judge`; the mapping was made above.
+        let judged = judge_header(id, &ds, map.header(), Self::could_be_ours(ds.size));
+        // SAFETY: nothing borrowed from `map` outlives `judge_header`; the mapping was made
+        // above.
         if let Err(e) = unsafe { map.unmap(key.raw(), "inspect segment") } {
             tracing::error!(%e, "could not detach a segment attached for inspection");
         }
-        verdict
+        Self::occupant(judged)
     }
 
-    fn judge(map: &Mapping, id: i32, size: u64, kernel: (i32, i64)) -> Occupant {
-        let header = map.header();
-        match header.state() {
-            // Nothing published yet: the header may be blank or half-written, so only the
-            // kernel's record counts, and only a segment of a size ours could have is ours
-            // to judge.
-            Ok(InitState::Uninit) => {
-                if !Self::could_be_ours(size) {
-                    Occupant::Keep(format!(
-                        "segment id {id} ({size} bytes) holds no neocortex header; it was left \
-                         untouched"
-                    ))
-                } else if kernel.0 <= 0 || creator_alive_at(kernel.0, kernel.1) {
-                    Occupant::Keep(format!(
-                        "segment id {id} is being created by pid {}",
-                        kernel.0
-                    ))
-                } else {
-                    Occupant::Debris {
-                        id,
-                        creator: kernel.0,
-                    }
-                }
-            }
-            Ok(state) if header.format().is_ok() => {
-                let creator = header.creator().identity.pid;
-                let ours = header.descriptor().map(|d| d.lock_tag) == Some(Self::lock_tag());
-                match creator_alive(header, kernel) {
-                    None => Occupant::Keep(format!(
-                        "segment id {id}: whether its creator (pid {creator}) lives cannot be \
-                         told from here (another pid namespace); left untouched"
-                    )),
-                    Some(true) => Occupant::Keep(format!(
-                        "segment id {id} belongs to the running process {creator}"
-                    )),
-                    Some(false) if !ours => Occupant::Keep(format!(
-                        "segment id {id} (creator pid {creator} is gone) uses another lock kind \
-                         ({}); remove it with that lock type",
-                        header
-                            .descriptor()
-                            .map_or_else(|| "unknown".into(), |d| d.lock_name.to_text())
-                    )),
-                    Some(false) if state == InitState::Ready => Occupant::Orphan { id, creator },
-                    Some(false) => Occupant::Debris { id, creator },
-                }
-            }
-            _ => Occupant::Keep(format!(
-                "segment id {id} is not a neocortex segment ({}); it was left untouched",
-                header
-                    .format()
-                    .err()
-                    .unwrap_or_else(|| "unknown state word".into())
+    /// What the judgement means for this `T` and `L`: debris or an orphan only if made with
+    /// this lock kind, whose objects this lock can remove.
+    fn occupant(judged: Judgement) -> Occupant {
+        let Judgement {
+            id,
+            creator,
+            descriptor,
+            ..
+        } = judged;
+        let other_lock = descriptor.filter(|d| !LockKind::of::<L>().is_named_by(d));
+        match judged.verdict {
+            Verdict::Stale | Verdict::Orphan if other_lock.is_some() => Occupant::Keep(format!(
+                "segment id {id} (creator pid {creator} is gone) uses another lock kind ({}); \
+                 remove it with that lock type",
+                other_lock.map_or_else(|| "unknown".into(), |d| d.lock_name.to_text())
             )),
+            Verdict::Stale => Occupant::Debris { id, creator },
+            Verdict::Orphan => Occupant::Orphan { id, creator },
+            _ => Occupant::Keep(judged.reason),
         }
     }
 
     /// Removes the segment and then the lock and members of a stale occupant (creator gone,
-    /// none attached). A segment someone else removed meanwhile is fine: the key is free.
+    /// none attached).
     pub(super) fn remove_occupant(key: Key, id: i32) -> CortexResult<()> {
-        let op = "reclaim stale segment";
-        let gone = |e: &SysError| e.errno == Errno::EINVAL || e.errno == Errno::EIDRM;
-        let _span = tracing::debug_span!(
-            "remove stale",
-            key = key.raw(),
-            shmid = id,
-            r#type = std::any::type_name::<T>(),
-            lock = L::KIND
-        )
-        .entered();
-        let ds = match shm::stat(id) {
-            Ok(ds) => ds,
-            Err(e) if gone(&e) => return Ok(()),
-            Err(e) => return Err(CortexError::clean(op, key.raw(), e.os())),
-        };
-        let map = match Mapping::attach(id, ds.size, false) {
-            Ok(map) => map,
-            Err(e) if gone(&e) => return Ok(()),
-            Err(e) => return Err(CortexError::clean(op, key.raw(), e.os())),
-        };
-        // Someone may have attached since the inspection: then it is not stale any more.
-        let attached = shm::stat(id).map(|ds| ds.attached).unwrap_or(0);
-        let removed = if attached > 1 {
-            Err(CortexError::Occupied {
-                key: key.raw(),
-                reason: format!(
-                    "segment id {id} was attached to while being reclaimed; it is in use again"
-                ),
-            })
-        } else {
-            // SAFETY: the segment is stale: its creator is gone and nobody but this process
-            // (which only inspects it) is attached, so nobody relies on it.
-            match unsafe { shm::remove(id) } {
-                Ok(()) => Ok(()),
-                Err(e) if gone(&e) => Ok(()),
-                Err(e) => Err(CortexError::dirty(
-                    op,
-                    key.raw(),
-                    e.os(),
-                    vec![Leftover::Segment(id)],
-                )),
-            }
-        };
-        let mut lock = Ok(());
-        let mut set = Ok(());
-        let header = map.header();
-        if removed.is_ok() && header.format().is_ok() {
-            header.mark_removed();
-            let members_id = header.members_id();
-            // The lock goes with the segment only when the header names our lock kind at our
-            // offset, inside the segment.
-            let descriptor = header.descriptor();
-            let lock_offset = Self::OFFSETS.lock_offset;
-            if descriptor.map(|d| (d.lock_tag, d.layout.lock_offset))
-                == Some((Self::lock_tag(), lock_offset))
-                && lock_offset + size_of::<L::State>() as u64 <= map.size()
-            {
-                // Only destroy uses it, and destroy needs no slot.
-                let membership = Membership::new(members_id.unwrap_or(-1), 0);
-                let cx = LockContext::new(key.raw(), &membership, header, map.members());
-                // SAFETY: the offset is this layout's (aligned for L::State: `CHECKS` holds,
-                // it was evaluated by `plan` before any reclaim), inside the segment (checked
-                // against its real size) and L::State: ShmSafe is valid for every bit pattern.
-                let state = unsafe { map.at::<L::State>(lock_offset).as_ref() };
-                lock = L::destroy(&cx, state);
-            }
-            if let Some(members_id) = members_id {
-                set = match members::remove_set(members_id) {
-                    Ok(()) => Ok(()),
-                    Err(e) if gone(&e) => Ok(()),
-                    Err(e) => Err(CortexError::dirty(
-                        op,
-                        key.raw(),
-                        e.os(),
-                        vec![Leftover::SemaphoreSet(members_id)],
-                    )),
-                };
-            }
-        }
-        // SAFETY: last use of this mapping; `header` and `state` are not used afterwards.
-        let unmapped = unsafe { map.unmap(key.raw(), op) };
-        CortexError::combine([removed, lock, set, unmapped])
+        remove_occupant(key, id, Some(&LockKind::of::<L>()), false)
     }
 
     /// Removes the segment on `key` and its lock, but only if it is stale: its creator is

@@ -20,6 +20,7 @@ use neocortex_sys::{shm, Errno};
 
 use super::Cortex;
 use crate::error::{CortexError, CortexResult, IntoOs};
+use crate::header::Header;
 use crate::marker::{ShmSafe, Value};
 use crate::members;
 use crate::sync::{Access, CortexSync, Remaining, Wait};
@@ -130,6 +131,11 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
             }
             let now = seq.load(Ordering::SeqCst) >> 1;
             if now != since {
+                // A removal moves the counter too, after marking the header: having seen the
+                // move (SeqCst), this load sees the mark.
+                if header.is_removed() {
+                    return Err(CortexError::lock_removed(self.key(), None));
+                }
                 return Ok(now);
             }
         }
@@ -211,10 +217,16 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
 
     /// On removal: moves the counter and wakes every waiter, who then sees the removal.
     pub(crate) fn wake_watchers_for_removal(&self) {
-        self.note_change();
-        if let Err(e) = wake_all(self.header().seq()) {
-            tracing::warn!(key = self.key(), error = %e, "could not wake the waiters");
-        }
+        wake_for_removal(self.key(), self.header());
+    }
+}
+
+/// On removal (by the owner, or of a stale or forced segment): moves the counter and wakes
+/// every waiter, who then sees the header's removed mark.
+pub(crate) fn wake_for_removal(key: i32, header: &Header) {
+    header.seq().fetch_add(2, Ordering::SeqCst);
+    if let Err(e) = wake_all(header.seq()) {
+        tracing::warn!(key, error = %e, "could not wake the waiters");
     }
 }
 

@@ -91,7 +91,9 @@ impl SpinLock {
 // word in the segment, and a zero word is a free lock; 4. a dead holder's token is replaced
 // by a waiter within CHECK_EVERY, so death never blocks for long; 5. Wait::Never makes one
 // attempt, a deadline is checked on every spin, and removal (`cx.is_removed`) ends every
-// wait with LockRemoved; 6. FromDeadHolder is reported exactly after a takeover.
+// wait with LockRemoved; 6. FromDeadHolder is reported exactly after a takeover; 7. `holder`
+// only loads the word and reads the member table (the operator's tool calls it on a
+// read-only mapping).
 unsafe impl CortexSync for SpinLock {
     type Settings = SpinSettings;
     type State = SpinState;

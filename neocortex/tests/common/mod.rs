@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use neocortex::{Cortex, CortexSync, InPlace, Value};
 use neocortex_sys::{sem, shm, Errno};
 
+#[cfg(target_os = "linux")]
+pub mod debris;
+
 /// How long any child may take before the test fails instead of hanging CI.
 pub const WATCHDOG: Duration = Duration::from_secs(30);
 
