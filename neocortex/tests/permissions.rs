@@ -226,3 +226,45 @@ fn a_squatter_with_a_forged_header_is_refused_and_left_alone() {
     assert_gone(key, &[squat_id], &[]);
     model_made.assert_gone();
 }
+
+/// The mode asked for reaches every object a lock kind makes: the segment, the members set
+/// and the lock's own set; each lock kind names exactly the sets it keeps.
+fn every_object_gets<L>(lock_sets: usize)
+where
+    L: neocortex::CortexSync<Settings = SemaphoreSettings>,
+{
+    for mode in [
+        SemaphorePermission::OwnerOnly,
+        SemaphorePermission::OwnerAndGroup,
+    ] {
+        let want = if mode == SemaphorePermission::OwnerOnly {
+            0o600
+        } else {
+            0o660
+        };
+        let key = unique_key(&format!("every_object_gets::{}::{want:o}", L::KIND));
+        let settings = SemaphoreSettings { mode };
+        let cortex: Cortex<u64, L> = Cortex::new(key, 1, Some(&settings)).unwrap();
+        let segment = neocortex_sys::shm::stat(cortex.segment_id()).unwrap();
+        assert_eq!(segment.mode & 0o777, want, "{}: the segment", L::KIND);
+        let sets = cortex.semaphore_sets();
+        assert_eq!(sets.len(), 1 + lock_sets, "{}: the sets {sets:?}", L::KIND);
+        assert_eq!(sets[0], cortex.members_set_id(), "{}: members first", L::KIND);
+        for id in &sets {
+            let set = neocortex_sys::sem::stat(*id).unwrap();
+            assert_eq!(set.mode & 0o777, want, "{}: set {id}", L::KIND);
+        }
+        let made = Made::of(&cortex);
+        drop(cortex);
+        made.assert_gone();
+    }
+}
+
+#[test]
+fn every_object_gets_the_mode_asked_for() {
+    let _guard = common::watchdog();
+    every_object_gets::<Semaphore>(0);
+    every_object_gets::<neocortex::SeqLock>(0);
+    every_object_gets::<neocortex::SysvSemaphore>(1);
+    every_object_gets::<neocortex::RwSemaphore>(1);
+}
