@@ -137,26 +137,25 @@ impl Semaphore {
             // own hand (nobody else takes over, the dead do not release, the fast path needs
             // 0) or by a waiter setting the waiters bit. So once the word still names the
             // holder we saw and the kernel still says it is dead, it stays so until our CAS.
-            let mut now = state.word.load(Ordering::Acquire);
+            let now = state.word.load(Ordering::Acquire);
             if now & REMOVED != 0
                 || now & TOKEN_MASK != seen & TOKEN_MASK
                 || Self::holder_alive(cx, now)?
             {
                 return Ok(None);
             }
-            loop {
-                match state.word.compare_exchange(
+            // A waiter setting the waiters bit or a removal may still change the word: then
+            // the CAS fails and the caller looks again (a rare retry; one CAS keeps it simple).
+            Ok(state
+                .word
+                .compare_exchange(
                     now,
                     new | (now & WAITERS),
                     Ordering::Acquire,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => return Ok(Some(holder(seen))),
-                    // Only the waiters bit can have changed; anything else: look again.
-                    Err(actual) if actual & !WAITERS == now & !WAITERS => now = actual,
-                    Err(_) => return Ok(None),
-                }
-            }
+                    Ordering::Relaxed,
+                )
+                .ok()
+                .map(|_| holder(seen)))
         })?;
         let taken = match taken {
             Some(result) => result?,
@@ -530,6 +529,43 @@ mod tests {
         let e = LOCK.lock(&cx, &state, Wait::Never).expect_err("alive");
         assert_eq!(e.kind(), ErrorKind::WouldBlock);
         assert_eq!(state.word.load(Ordering::Relaxed), me);
+    }
+
+    /// The re-check under the reaper lock: a takeover happens only if the word still names
+    /// the dead holder seen and is not marked removed, and it keeps the waiters bit.
+    #[test]
+    fn a_takeover_rechecks_the_word_under_the_reaper_lock() {
+        let bench = TestBench::new(0x5345_0007);
+        let cx = bench.cx();
+        let me = cx.token().expect("token").raw();
+        let dead = 7 << 12;
+        let other_dead = (8 << 12) | 1;
+        let take = |word: u32, seen: u32, new: u32| {
+            let state = free_state();
+            state.word.store(word, Ordering::Relaxed);
+            let got = Semaphore::take_over(&cx, &state, Wait::Never, seen, new).expect("ask");
+            (got, state.word.load(Ordering::Relaxed))
+        };
+        // Marked removed meanwhile: left alone.
+        assert_eq!(take(dead | REMOVED, dead, me), (None, dead | REMOVED));
+        // Another holder named meanwhile (dead too): left alone, the caller looks again.
+        assert_eq!(take(other_dead, dead, me), (None, other_dead));
+        // A live holder named meanwhile: left alone.
+        assert_eq!(take(me, me, me), (None, me));
+        // Still the dead holder seen: taken, the waiters bit kept or added, never dropped.
+        for (word, new, after) in [
+            (dead, me, me),
+            (dead | WAITERS, me, me | WAITERS),
+            (dead, me | WAITERS, me | WAITERS),
+            (dead | WAITERS, me | WAITERS, me | WAITERS),
+        ] {
+            let (got, now) = take(word, dead, new);
+            assert!(
+                matches!(got, Some(Acquired::FromDeadHolder { .. })),
+                "{word:#x}: {got:?}"
+            );
+            assert_eq!(now, after, "{word:#x} taken with {new:#x}");
+        }
     }
 
     #[test]
