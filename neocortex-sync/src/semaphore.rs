@@ -236,9 +236,7 @@ impl Semaphore {
                     // that does not wait gets one more look at a freed word, no more).
                     seen = state.word.load(Ordering::Acquire);
                     check_holder = blocking;
-                    if blocking || seen == 0 {
-                        continue;
-                    }
+                    continue;
                 }
             }
             let timeout = match wait.remaining() {
