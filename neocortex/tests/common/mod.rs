@@ -386,6 +386,27 @@ impl Pipe {
         i32::from_le_bytes([self.recv(), self.recv(), self.recv(), self.recv()])
     }
 
+    /// The write end's file descriptor, for a signal handler that can only call `write`.
+    pub fn write_fd(&self) -> libc::c_int {
+        self.write
+    }
+
+    /// Sends a 64-bit number.
+    pub fn send_u64(&self, n: u64) {
+        for byte in n.to_le_bytes() {
+            self.send(byte);
+        }
+    }
+
+    /// Receives a 64-bit number sent with [`send_u64`](Self::send_u64).
+    pub fn recv_u64(&self) -> u64 {
+        let mut bytes = [0u8; 8];
+        for b in &mut bytes {
+            *b = self.recv();
+        }
+        u64::from_le_bytes(bytes)
+    }
+
     /// Receives one byte, failing the test after the watchdog time.
     pub fn recv(&self) -> u8 {
         self.recv_timeout(WATCHDOG)
@@ -787,6 +808,34 @@ pub fn assert_lock_free<T: ?Sized + Value, L: CortexSync<Access = InPlace>>(
         Ok(guard) => drop(guard),
         Err(e) => panic!("{when}: the lock is not free within {LOCK_WAIT:?}: {e}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The segment as this process maps it.
+// ---------------------------------------------------------------------------------------
+
+/// Where this process maps the segment of `key`: `(address, length)` of its one mapping,
+/// from `/proc/self/maps` (the kernel names SysV mappings `/SYSV<key in hex>`).
+pub fn mapping_of(key: i32) -> Option<(usize, usize)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let name = format!("/SYSV{:08x}", key as u32);
+    let line = maps.lines().find(|l| l.contains(&name))?;
+    let (start, end) = line.split_whitespace().next()?.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    Some((start, end - start))
+}
+
+/// Makes this process's mapping of the segment of `key` read-only: from now on, any store
+/// this process makes to the segment (the header, the lock word, the value) kills it with
+/// `SIGSEGV`. How a test proves that a reader never writes shared memory.
+pub fn make_mapping_read_only(key: i32) -> bool {
+    let Some((addr, len)) = mapping_of(key) else {
+        return false;
+    };
+    // SAFETY: narrows the protection of a whole SysV mapping of this (child) process; the
+    // memory stays mapped, and every later write to it is meant to fault.
+    unsafe { libc::mprotect(addr as *mut libc::c_void, len, libc::PROT_READ) == 0 }
 }
 
 /// Sleeps in a child forever (until killed).
