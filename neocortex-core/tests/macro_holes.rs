@@ -18,6 +18,7 @@
 //! runs every test binary again as another user, without cargo), and inside cargo-mutants,
 //! whose mutants are function bodies that no compile-time check can catch.
 
+use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -50,6 +51,11 @@ impl Drop for Watchdog {
     }
 }
 
+/// Says on stderr, past the test harness's capture, that the test is skipped and why.
+fn skipped(why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: macro_holes: {why}");
+}
+
 /// Why this run cannot use trybuild, if it cannot.
 fn cannot_run() -> Option<&'static str> {
     if std::env::var_os("INSIDE_MUTANTS").is_some() {
@@ -65,7 +71,7 @@ fn cannot_run() -> Option<&'static str> {
 fn shm_safe_refuses_every_known_hole_and_seqlock_has_no_guards() {
     let _watchdog = Watchdog::start();
     if let Some(why) = cannot_run() {
-        eprintln!("SKIPPED: macro_holes: {why}");
+        skipped(why);
         return;
     }
     let rustc = std::process::Command::new(std::env::var_os("RUSTC").unwrap_or("rustc".into()))
@@ -93,7 +99,7 @@ fn shm_safe_refuses_every_known_hole_and_seqlock_has_no_guards() {
 fn shm_safe_refuses_a_struct_rewritten_by_a_shadowed_derive() {
     let _watchdog = Watchdog::start();
     if let Some(why) = cannot_run() {
-        eprintln!("SKIPPED: macro_holes: {why}");
+        skipped(why);
         return;
     }
     // Once fixed, generate its expected output with TRYBUILD=overwrite, review it, and move

@@ -324,7 +324,24 @@ fn huge_pages_without_a_reservation_are_limit_reached_and_leave_nothing() {
         .key(key)
         .huge_pages()
         .with_default_lock::<Semaphore>();
-    if total == 0 {
+    // The kernel lets root (CAP_IPC_LOCK) and the group vm.hugetlb_shm_group use huge
+    // pages for SysV segments; anyone else is refused before the pages are counted.
+    let group: u32 = std::fs::read_to_string("/proc/sys/vm/hugetlb_shm_group")
+        .ok()
+        .and_then(|g| g.trim().parse().ok())
+        .unwrap_or(0);
+    // SAFETY: getegid takes nothing and cannot fail.
+    let allowed = common::is_root() || unsafe { libc::getegid() } == group;
+    if !allowed {
+        let e = built.expect_err("this user may not use huge pages");
+        assert_eq!(e.kind(), ErrorKind::LimitReached, "{e}");
+        assert!(!e.is_dirty(), "{e}");
+        assert!(
+            e.to_string().contains("vm.hugetlb_shm_group"),
+            "the message names the setting that allows it: {e}"
+        );
+        common::assert_gone(key, &[], &[]);
+    } else if total == 0 {
         let e = built.expect_err("no huge pages are reserved (vm.nr_hugepages is 0)");
         assert_eq!(e.kind(), ErrorKind::LimitReached, "{e}");
         assert!(!e.is_dirty(), "{e}");
