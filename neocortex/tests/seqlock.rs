@@ -60,7 +60,7 @@ fn one_writer_three_readers_never_torn_and_readers_never_write_shared_memory() {
                 };
                 // From here on, any store of this process into the segment (its header, the
                 // lock word, the value) kills it with SIGSEGV.
-                if !common::make_mapping_read_only(key) {
+                if !common::mapping::make_mapping_read_only(key) {
                     return 3;
                 }
                 start.recv();

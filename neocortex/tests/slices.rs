@@ -13,7 +13,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fork, unique_key, Made, Pipe, RawMapping};
+use common::mapping::RawMapping;
+use common::{fork, unique_key, Made, Pipe};
 use neocortex::{
     shm_safe, Cortex, CortexBuilder, CortexSync, ErrorKind, FixedString, FixedVec, RwSemaphore,
     Semaphore, SeqLock, SysvSemaphore,
@@ -415,7 +416,7 @@ fn fixed_string_and_vec_round_trip_and_never_trust_a_forged_length() {
     // A peer outside the trust model stores lengths beyond both capacities.
     let raw = RawMapping::attach(cortex.segment_id());
     let at = raw
-        .find(&common::bytes_of(&second))
+        .find(&common::mapping::bytes_of(&second))
         .expect("the record's bytes are in the segment");
     raw.write(at, &u64::MAX.to_le_bytes()); // FixedVec's length
     raw.write(at + 40, &1000u32.to_le_bytes()); // FixedString's length

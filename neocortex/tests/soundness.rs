@@ -19,7 +19,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fork, unique_key, Exit, Made, Pipe, RawMapping};
+use common::mapping::RawMapping;
+use common::{fork, unique_key, Exit, Made, Pipe};
 use neocortex::{
     shm_safe, Cortex, CortexSync, ErrorKind, FixedVec, InPlace, RwSemaphore, Semaphore,
     SemaphorePermission, SemaphoreSettings, SeqLock, ShmSafe, SysvSemaphore,
@@ -244,18 +245,18 @@ where
     });
     child.expect_success("write the second value");
     let raw = RawMapping::attach(cortex.segment_id());
-    let wanted = common::bytes_of(&second);
+    let wanted = common::mapping::bytes_of(&second);
     assert!(
         raw.find(&wanted).is_some(),
         "the segment does not hold the bytes written ({wanted:02x?})"
     );
     assert!(
-        raw.find(&common::bytes_of(&first)).is_none(),
+        raw.find(&common::mapping::bytes_of(&first)).is_none(),
         "the first value is still in the segment"
     );
     drop(raw);
     let back = cortex.read().unwrap();
-    assert_eq!(common::bytes_of(&back), wanted);
+    assert_eq!(common::mapping::bytes_of(&back), wanted);
     assert_eq!(back, second);
     let made = Made::of(&cortex);
     drop(cortex);
