@@ -55,7 +55,11 @@ fn spawn(birth: Birth, body: impl FnOnce() -> i32) -> libc::pid_t {
         std::io::Error::last_os_error()
     );
     if pid == 0 {
-        let code = body();
+        // A child left behind by a failing test must not outlive it.
+        // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        // A panic must not unwind into the copy of the parent's stack (the test harness).
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
         // SAFETY: leaves the child at once, running nothing of the parent's.
         unsafe { libc::_exit(code) };
     }
