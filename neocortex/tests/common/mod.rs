@@ -18,6 +18,8 @@ use neocortex_sys::{sem, shm, Errno};
 
 #[cfg(target_os = "linux")]
 pub mod debris;
+pub mod mapping;
+pub mod watching;
 
 /// How long any child may take before the test fails instead of hanging CI.
 pub const WATCHDOG: Duration = Duration::from_secs(30);
@@ -387,6 +389,27 @@ impl Pipe {
     /// Receives a 32-bit number sent with [`send_i32`](Self::send_i32).
     pub fn recv_i32(&self) -> i32 {
         i32::from_le_bytes([self.recv(), self.recv(), self.recv(), self.recv()])
+    }
+
+    /// The write end's file descriptor, for a signal handler that can only call `write`.
+    pub fn write_fd(&self) -> libc::c_int {
+        self.write
+    }
+
+    /// Sends a 64-bit number.
+    pub fn send_u64(&self, n: u64) {
+        for byte in n.to_le_bytes() {
+            self.send(byte);
+        }
+    }
+
+    /// Receives a 64-bit number sent with [`send_u64`](Self::send_u64).
+    pub fn recv_u64(&self) -> u64 {
+        let mut bytes = [0u8; 8];
+        for b in &mut bytes {
+            *b = self.recv();
+        }
+        u64::from_le_bytes(bytes)
     }
 
     /// Receives one byte, failing the test after the watchdog time.
