@@ -2,20 +2,21 @@
 //! pages.
 
 use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
 
 use crate::cortex::{Cortex, CreateOptions};
 use crate::error::{CortexResult, ErrorKind};
 use crate::key::Key;
-use crate::marker::{copy_bits, ShmSafe, Value};
+use crate::marker::{copy_bits, heap_copy, ShmSafe, Value};
 use crate::sync::CortexSync;
 
 /// What the builder puts in the segment.
 enum Init<E> {
-    /// One value.
-    Value(ManuallyDrop<E>),
-    /// `len` elements, each a copy of `fill`, or zero-filled.
-    Slice { len: usize, fill: Option<E> },
+    /// One value (a vector of one), on the heap: the builder moves by value through every
+    /// step, and a large value must not be copied onto the stack at each one.
+    Value(Vec<E>),
+    /// `len` elements, each a copy of `fill` (a vector of one, on the heap too), or
+    /// zero-filled.
+    Slice { len: usize, fill: Option<Vec<E>> },
 }
 
 /// Builds a [`Cortex`] step by step: the key (or a random one), adoption of an existing
@@ -66,7 +67,7 @@ impl<T: ?Sized + Value> std::fmt::Debug for CortexBuilder<T> {
 impl<T: ShmSafe> CortexBuilder<T> {
     /// A builder for a segment holding `data`.
     pub fn new(data: T) -> Self {
-        Self::with_init(Init::Value(ManuallyDrop::new(data)))
+        Self::with_init(Init::Value(heap_copy(&data)))
     }
 }
 
@@ -78,7 +79,7 @@ impl<T: ShmSafe> CortexBuilder<[T]> {
     {
         Self::with_init(Init::Slice {
             len,
-            fill: Some(fill),
+            fill: Some(heap_copy(&fill)),
         })
     }
 
@@ -193,12 +194,12 @@ impl<T: ?Sized + Value> CortexBuilder<T> {
 /// Writes the builder's contents into the zero-filled (or adopted) `elems`.
 fn fill<E: ShmSafe>(init: &Init<E>, elems: &mut [E]) {
     match init {
-        Init::Value(data) => copy_bits(std::slice::from_ref(&**data), elems),
+        Init::Value(data) => copy_bits(data, elems),
         Init::Slice {
             fill: Some(value), ..
         } => {
-            for slot in elems {
-                copy_bits(std::slice::from_ref(value), std::slice::from_mut(slot));
+            for slot in elems.chunks_mut(1) {
+                copy_bits(value, slot);
             }
         }
         Init::Slice { fill: None, .. } => {}

@@ -147,6 +147,83 @@ pub(crate) fn copy_bits<E: ShmSafe>(src: &[E], dst: &mut [E]) {
     unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), n) };
 }
 
+/// A copy of `value` on the heap, made without a copy on the stack (a large value must fit
+/// a thread's stack even in a debug build, where every move is a copy).
+pub(crate) fn heap_copy<E: ShmSafe>(value: &E) -> Vec<E> {
+    let mut copy: Vec<E> = Vec::with_capacity(1);
+    // SAFETY: `copy` has room for one E and does not overlap `value`; E: ShmSafe has no Drop
+    // glue, so the bitwise copy is a full duplicate and nothing is dropped twice.
+    unsafe { std::ptr::copy_nonoverlapping(value, copy.as_mut_ptr(), 1) };
+    // SAFETY: the one element was initialised just above.
+    unsafe { copy.set_len(1) };
+    copy
+}
+
+/// Room for one `E` on the heap, to be filled through [`as_mut_ptr`](Self::as_mut_ptr) and
+/// then moved out whole: a large value read without a buffer on the stack.
+pub(crate) struct HeapBuffer<E: ShmSafe> {
+    ptr: std::ptr::NonNull<E>,
+}
+
+impl<E: ShmSafe> HeapBuffer<E> {
+    const LAYOUT: std::alloc::Layout = std::alloc::Layout::new::<E>();
+
+    /// Uninitialised room for one `E`.
+    pub(crate) fn new() -> Self {
+        if Self::LAYOUT.size() == 0 {
+            return Self {
+                ptr: std::ptr::NonNull::dangling(),
+            };
+        }
+        // SAFETY: the layout's size is not zero (checked above).
+        let raw = unsafe { std::alloc::alloc(Self::LAYOUT) };
+        let ptr = std::ptr::NonNull::new(raw.cast::<E>())
+            .unwrap_or_else(|| std::alloc::handle_alloc_error(Self::LAYOUT));
+        Self { ptr }
+    }
+
+    /// Where to write the value's `size_of::<E>()` bytes.
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut E {
+        self.ptr.as_ptr()
+    }
+
+    /// The value, moved out of the buffer, which is freed.
+    ///
+    /// # Safety
+    ///
+    /// Every byte of the value was written through [`as_mut_ptr`](Self::as_mut_ptr).
+    pub(crate) unsafe fn into_value(self) -> E {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `ptr` came from the global allocator with `Layout::new::<E>()` (or is the
+        // dangling pointer Box uses for a zero-sized E), holds an initialised E (the caller's
+        // promise), and is owned by nobody else once `this` will not be dropped; so it is a
+        // valid Box<E>, and moving out of it frees the allocation.
+        let boxed = unsafe { Box::from_raw(this.ptr.as_ptr()) };
+        *boxed
+    }
+}
+
+impl<E: ShmSafe> Drop for HeapBuffer<E> {
+    fn drop(&mut self) {
+        if Self::LAYOUT.size() != 0 {
+            // SAFETY: allocated in `new` with this layout and not freed (`into_value` does not
+            // drop `self`); E: ShmSafe has no Drop glue, so nothing in it needs dropping.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), Self::LAYOUT) };
+        }
+    }
+}
+
+/// A vector of `len` all-zero elements, zero-filled in place (no element is built on the
+/// stack first).
+pub(crate) fn zeroed_vec<E: ShmSafe>(len: usize) -> Vec<E> {
+    let mut elems: Vec<E> = Vec::with_capacity(len);
+    // SAFETY: the vector has room for `len` elements; zero bytes are a valid E (ShmSafe).
+    unsafe { std::ptr::write_bytes(elems.as_mut_ptr(), 0, len) };
+    // SAFETY: the `len` elements were initialised just above.
+    unsafe { elems.set_len(len) };
+    elems
+}
+
 /// A value of all zero bytes: valid for every `ShmSafe` type.
 pub(crate) fn zeroed<E: ShmSafe>() -> E {
     // SAFETY: ShmSafe types are valid for every bit pattern, all zeros included.

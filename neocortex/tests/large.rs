@@ -141,7 +141,6 @@ fn build_then_remove<L: CortexSync>() -> i32 {
 }
 
 #[test]
-#[ignore = "BUG: Cortex::new keeps 3 copies of the value in its own frame in a debug build (1.5 MiB for 512 KiB)"]
 fn semaphore_new_of_a_512_kib_value_fits_in_a_2_mib_stack() {
     let _guard = common::watchdog();
     fits_in_two_mib("Cortex::<_, Semaphore>::new", new_then_remove::<Semaphore>);
@@ -166,7 +165,6 @@ fn semaphore_read_of_a_512_kib_value_fits_in_a_2_mib_stack() {
 }
 
 #[test]
-#[ignore = "BUG: Cortex::new keeps 3 copies of the value in its own frame in a debug build (1.5 MiB for 512 KiB)"]
 fn seqlock_new_of_a_512_kib_value_fits_in_a_2_mib_stack() {
     let _guard = common::watchdog();
     fits_in_two_mib("Cortex::<_, SeqLock>::new", new_then_remove::<SeqLock>);
@@ -179,14 +177,12 @@ fn seqlock_write_of_a_512_kib_value_fits_in_a_2_mib_stack() {
 }
 
 #[test]
-#[ignore = "BUG: SeqLock read() keeps 3 copies of the value in read_optimistic's frame in a debug build"]
 fn seqlock_read_of_a_512_kib_value_fits_in_a_2_mib_stack() {
     let _guard = common::watchdog();
     fits_in_two_mib("Cortex::<_, SeqLock>::read", read_then_remove::<SeqLock>);
 }
 
 #[test]
-#[ignore = "BUG: CortexBuilder::new keeps 4 copies of the value in its frame, and every by-value builder step copies it again"]
 fn builder_of_a_512_kib_value_fits_in_a_2_mib_stack() {
     let _guard = common::watchdog();
     fits_in_two_mib(
@@ -196,7 +192,6 @@ fn builder_of_a_512_kib_value_fits_in_a_2_mib_stack() {
 }
 
 #[test]
-#[ignore = "BUG: CortexBuilder::new keeps 4 copies of the value in its frame, and every by-value builder step copies it again"]
 fn seqlock_builder_of_a_512_kib_value_fits_in_a_2_mib_stack() {
     let _guard = common::watchdog();
     fits_in_two_mib(

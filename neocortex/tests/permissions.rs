@@ -249,7 +249,12 @@ where
         assert_eq!(segment.mode & 0o777, want, "{}: the segment", L::KIND);
         let sets = cortex.semaphore_sets();
         assert_eq!(sets.len(), 1 + lock_sets, "{}: the sets {sets:?}", L::KIND);
-        assert_eq!(sets[0], cortex.members_set_id(), "{}: members first", L::KIND);
+        assert_eq!(
+            sets[0],
+            cortex.members_set_id(),
+            "{}: members first",
+            L::KIND
+        );
         for id in &sets {
             let set = neocortex_sys::sem::stat(*id).unwrap();
             assert_eq!(set.mode & 0o777, want, "{}: set {id}", L::KIND);

@@ -371,7 +371,6 @@ fn a_writer_killed_mid_write_makes_readers_report_owner_died_and_write_repairs()
 }
 
 #[test]
-#[ignore = "BUG: after update() refuses a torn SeqLock value, readers wait forever instead of getting OwnerDied"]
 fn a_refused_update_leaves_readers_reporting_owner_died() {
     let _guard = common::watchdog();
     let key = unique_key("seqlock_refused_update_then_read");

@@ -386,7 +386,6 @@ macro_rules! watch_suite {
             }
 
             #[test]
-            #[ignore = "BUG: wait_for_change returns Ok(new version), not LockRemoved, when the owner removes the segment"]
             fn removal_by_the_owner_wakes_waiters_with_lock_removed() {
                 let _guard = common::watchdog();
                 super::removal_by_the_owner_wakes_waiters::<$lock>(&name("removed_strict"), true);

@@ -146,11 +146,23 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     where
         T: Copy,
     {
+        // Each path writes straight into the caller's result: no copy of the value in this
+        // frame (a large value must fit a thread's stack even in a debug build).
         if <L::Access as Access>::OPTIMISTIC {
-            return self.read_optimistic();
+            self.read_optimistic()
+        } else {
+            self.read_locked()
         }
-        // A guard without the guard: lock, copy, unlock, in straight-line code (a copy of a
-        // `Copy` value cannot panic, and no handle outlives this call, so no fork check).
+    }
+
+    /// `read()` under the lock: a guard without the guard, lock, copy, unlock, in
+    /// straight-line code (a copy of a `Copy` value cannot panic, and no handle outlives this
+    /// call, so no fork check).
+    #[inline]
+    fn read_locked(&self) -> CortexResult<T>
+    where
+        T: Copy,
+    {
         let cx = self.lock_cx();
         let state = self.lock_state();
         let acquired = self.lock.lock_shared(&cx, state, Wait::Forever)?;
@@ -161,16 +173,25 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
             let dead = crate::guard::dead_owner_seen_shared::<L>(header, acquired);
             crate::guard::refuse_if_dead(self.key(), dead)
         };
+        let release = || {
+            // SAFETY: taken just above by this thread, through this handle.
+            let released = unsafe { self.lock.unlock_shared(&cx, state) };
+            if let Err(e) = released {
+                tracing::warn!(error = %e, "releasing the shared lock failed");
+            }
+        };
+        if let Err(e) = checked {
+            release();
+            return Err(e);
+        }
+        // One copy of the value in this frame, then into the caller's (a large value must
+        // fit a thread's stack even in a debug build, where every move is a copy).
         // SAFETY: the lock is held shared (an exclusive hold for exclusive-only locks), so no
         // `&mut T` exists in any process; the pointer is aligned and inside the segment, and
         // any bytes are a valid T.
-        let value = checked.map(|()| unsafe { self.value_ptr().as_ptr().read() });
-        // SAFETY: taken just above by this thread, through this handle.
-        let released = unsafe { self.lock.unlock_shared(&cx, state) };
-        if let Err(e) = released {
-            tracing::warn!(error = %e, "releasing the shared lock failed");
-        }
-        value
+        let value = unsafe { self.value_ptr().as_ptr().read() };
+        release();
+        Ok(value)
     }
 
     /// Replaces the value under the exclusive lock. A whole new value also repairs a value
@@ -239,8 +260,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
     /// for an optimistic lock), under the exclusive lock; repairs like `write`.
     pub(crate) fn replace_with(&self, f: impl FnOnce(&mut [T::Elem])) -> CortexResult<()> {
         if <L::Access as Access>::OPTIMISTIC {
-            let mut elems: Vec<T::Elem> = Vec::with_capacity(self.len);
-            elems.resize_with(self.len, crate::marker::zeroed);
+            let mut elems: Vec<T::Elem> = crate::marker::zeroed_vec(self.len);
             f(&mut elems);
             return self.write_optimistic_from(&elems);
         }

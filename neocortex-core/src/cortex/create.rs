@@ -13,7 +13,6 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
 
 use neocortex_sys::process::current_pid;
 use neocortex_sys::{shm, Errno, SysError};
@@ -55,8 +54,8 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
     /// lock's creation error; each is `CleanSystem` unless the error says what was left.
     pub fn new(key: i32, data: T, settings: Option<&L::Settings>) -> CortexResult<Self> {
         // Only a reference goes down the creation layers: a large `T` is not copied again on
-        // every layer's stack.
-        let data = ManuallyDrop::new(data);
+        // every layer's stack (ShmSafe types have no `Drop`, so `data` may simply go out of
+        // scope after its bits are copied).
         Self::new_with(key, settings, |slot| copy_value(&data, slot))
     }
 
@@ -111,8 +110,8 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
 }
 
 /// Copies `data` into the zero-filled `slot` of a new segment.
-pub(super) fn copy_value<T: ShmSafe>(data: &ManuallyDrop<T>, slot: &mut T) {
-    copy_bits(std::slice::from_ref(&**data), std::slice::from_mut(slot));
+pub(super) fn copy_value<T: ShmSafe>(data: &T, slot: &mut T) {
+    copy_bits(std::slice::from_ref(data), std::slice::from_mut(slot));
 }
 
 /// Runs `f` with `settings`, or with the lock's defaults.

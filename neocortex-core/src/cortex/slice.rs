@@ -7,7 +7,7 @@ use super::create::with_settings;
 use super::Cortex;
 use crate::error::{CortexError, CortexResult};
 use crate::key::Key;
-use crate::marker::{copy_bits, zeroed, ShmSafe};
+use crate::marker::{copy_bits, zeroed_vec, ShmSafe};
 use crate::sync::{Access, CortexSync, Wait};
 
 impl<T: ShmSafe, L: CortexSync> Cortex<[T], L> {
@@ -120,9 +120,8 @@ impl<T: ShmSafe, L: CortexSync> Cortex<[T], L> {
     ///
     /// As [`Cortex::read`].
     pub fn to_vec(&self) -> CortexResult<Vec<T>> {
-        let mut out: Vec<T> = Vec::with_capacity(self.len);
         // ShmSafe: zero bytes are a valid element, so the buffer can be zero-filled first.
-        out.resize_with(self.len, zeroed::<T>);
+        let mut out: Vec<T> = zeroed_vec(self.len);
         self.read_into(&mut out)?;
         Ok(out)
     }
