@@ -380,11 +380,13 @@ macro_rules! shm_safe {
             $( field_is_shm_safe::<$fty>(); )*
 
             // Exactly these fields, with exactly these types, make up the struct named
-            // `$name` here: the checks below are about the struct defined above.
+            // `$name` here: the checks below are about the struct defined above, even if an
+            // attribute macro (a shadowed `derive`) rewrote it. The fields are taken by
+            // value, where no deref coercion applies: a `&u64` field is not a `u64`.
             #[allow(dead_code, clippy::needless_pass_by_value)]
-            fn fields_are_exactly(value: &$name) {
+            fn fields_are_exactly(value: $name) {
                 let $name { $( $field ),* } = value;
-                $( let _: &$fty = $field; )*
+                $( let _: $fty = $field; )*
             }
 
             // No padding: each field starts where the previous one ended, in order.

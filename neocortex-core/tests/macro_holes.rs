@@ -104,16 +104,3 @@ fn shm_safe_refuses_every_known_hole_and_seqlock_has_no_guards() {
     cases.pass("tests/ui/pass/*.rs");
     // The cases run when `cases` is dropped, here.
 }
-
-#[test]
-#[ignore = "BUG: a `use` that shadows `derive` with an attribute macro rewrites the struct past shm_safe!'s checks"]
-fn shm_safe_refuses_a_struct_rewritten_by_a_shadowed_derive() {
-    let _watchdog = Watchdog::start();
-    if let Some(why) = cannot_run() {
-        skipped(why);
-        return;
-    }
-    // Once fixed, generate its expected output with TRYBUILD=overwrite, review it, and move
-    // the case to tests/ui/fail/ (and this test into the one above).
-    trybuild::TestCases::new().compile_fail("tests/ui/bug/*.rs");
-}
