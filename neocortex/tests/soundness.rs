@@ -432,14 +432,12 @@ fn remove_stale_with_an_odd_lock_offset_semaphore() {
 }
 
 #[test]
-#[ignore = "BUG: remove_stale removes the segment, skips a lock state it cannot place, returns Ok and leaks the lock's semaphore set"]
 fn remove_stale_with_an_odd_lock_offset_sysv_semaphore() {
     let _guard = common::watchdog();
     remove_stale_with_an_odd_lock_offset::<SysvSemaphore>("remove_stale_odd_sysv");
 }
 
 #[test]
-#[ignore = "BUG: remove_stale removes the segment, skips a lock state it cannot place, returns Ok and leaks the lock's semaphore set"]
 fn remove_stale_with_an_odd_lock_offset_rw_semaphore() {
     let _guard = common::watchdog();
     remove_stale_with_an_odd_lock_offset::<RwSemaphore>("remove_stale_odd_rw");

@@ -233,6 +233,22 @@ pub(crate) fn remove_occupant(
         Err(e) if gone(&e) => return Ok(()),
         Err(e) => return Err(CortexError::clean(op, key.raw(), e.os())),
     };
+    // A lock that cannot be placed cannot be destroyed: refuse before removing anything.
+    if let Some(kind) = lock.filter(|kind| kind.names_another_lock(&map)) {
+        // SAFETY: last use of this mapping; nothing borrowed from it is used afterwards.
+        let unmapped = unsafe { map.unmap(key.raw(), op) };
+        let refused = Err(CortexError::ForeignSegment {
+            key: key.raw(),
+            reason: format!(
+                "segment id {id}'s header does not place a `{}` lock where that lock keeps its \
+                 state (another lock kind, or a damaged header), so its lock could not be \
+                 removed with it; remove it as the lock kind it was made with (`neocortex \
+                 inspect` names it)",
+                kind.name()
+            ),
+        });
+        return CortexError::combine([refused, unmapped]);
+    }
     // Someone may have attached since the inspection: then it is not stale any more.
     let attached = shm::stat(id).map(|ds| ds.attached).unwrap_or(0);
     let removed = if attached > 1 && !force {

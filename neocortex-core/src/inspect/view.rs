@@ -80,6 +80,20 @@ impl LockKind {
         d.lock_tag == self.tag && d.layout.lock_offset == self.offset
     }
 
+    /// Whether the header of `map` describes a lock that is not this kind where this kind
+    /// keeps it (another kind, or a damaged offset): removing such a segment with this kind
+    /// would leave its lock's kernel objects behind. `false` when the header describes no
+    /// lock yet (a creator that died before writing it made no lock either).
+    pub(crate) fn names_another_lock(&self, map: &Mapping) -> bool {
+        let described = map
+            .header()
+            .read(map.size())
+            .ok()
+            .and_then(|published| published.descriptor())
+            .is_some();
+        described && !self.is_in(map)
+    }
+
     /// Whether the header of `map` names this lock kind, and its state fits in the segment
     /// (whatever the header says: `offset` and `size` are this kind's own).
     fn is_in(&self, map: &Mapping) -> bool {
