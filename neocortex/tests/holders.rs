@@ -6,13 +6,15 @@
 mod common;
 
 use common::{capture_logs, fork, unique_key, Exit, Made, Pipe};
+use neocortex::inspect::SegmentView;
 use neocortex::{
     Cortex, CortexBuilder, CortexError, CortexSync, InPlace, Semaphore, SysvSemaphore,
 };
 use neocortex_sys::sem;
 
-/// A child that attaches to `key`, takes the lock and is killed holding it; returns its pid.
-fn die_holding<L: CortexSync<Access = InPlace>>(key: i32) -> i32 {
+/// A child that attaches to `key`, takes the lock and is killed holding it; returns its pid
+/// and the holder the inspection API named while it held the lock.
+fn die_holding<L: CortexSync<Access = InPlace>>(key: i32) -> (i32, Option<i32>) {
     let held = Pipe::new();
     let child = fork(|| {
         let Ok(cortex) = Cortex::<u64, L>::attach(key) else {
@@ -27,9 +29,14 @@ fn die_holding<L: CortexSync<Access = InPlace>>(key: i32) -> i32 {
     });
     assert_eq!(held.recv(), 1, "the child took the lock");
     let pid = child.pid();
+    let named = SegmentView::open(key)
+        .expect("inspect the segment")
+        .lock::<L>()
+        .expect("the segment's own lock kind")
+        .holder;
     child.signal(libc::SIGKILL);
     assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
-    pid
+    (pid, named)
 }
 
 /// The member slots of `cortex`'s members set that hold a token right now.
@@ -53,7 +60,8 @@ fn a_dead_holder_is_named_by_pid_and_logged() {
     let _guard = common::watchdog();
     let key = unique_key("a_dead_holder_is_named_by_pid_and_logged");
     let cortex: Cortex<u64, SysvSemaphore> = Cortex::new(key, 0, None).unwrap();
-    let pid = die_holding::<SysvSemaphore>(key);
+    let (pid, named) = die_holding::<SysvSemaphore>(key);
+    assert_eq!(named, Some(pid), "the live holder is named");
 
     // The kernel undid the dead holder's hold; the next holder finds its pid left behind.
     let (guard, events) = capture_logs(|| cortex.lock_timeout(common::LOCK_WAIT));
@@ -92,7 +100,7 @@ fn unknown_holder_is_reported(name: &str, shared_first: bool) {
     // the first 64 (its pid is known then, which is checked too).
     let mut unknown_seen = false;
     for attempt in 0..20 {
-        let pid = die_holding::<Semaphore>(key);
+        let (pid, named) = die_holding::<Semaphore>(key);
         assert_eq!(
             taken_slots(&cortex, SLOTS),
             mine,
@@ -108,6 +116,11 @@ fn unknown_holder_is_reported(name: &str, shared_first: bool) {
         assert!(
             reported == pid || reported == -1,
             "attempt {attempt}: reported {reported}, the holder was {pid}"
+        );
+        assert_eq!(
+            named,
+            Some(reported),
+            "the live holder was named as its death is"
         );
         {
             let mut guard = cortex.lock().expect("an exclusive guard");

@@ -290,6 +290,35 @@ fn holders_are_named_and_deaths_reported<L: CortexSync<Access = InPlace>>(name: 
     made.assert_gone();
 }
 
+/// A `SeqLock` writer (here parked inside its `update` closure, holding the writer lock) is
+/// named, and a `write` after its death takes over and leaves nobody named.
+fn seqlock_writers_are_named() {
+    let cortex: Cortex<u64, SeqLock> =
+        Cortex::new(unique_key("holders_named_seqlock"), 1, None).unwrap();
+    let key = cortex.key();
+    let held = Pipe::new();
+    let child = fork(|| {
+        let mine: Cortex<u64, SeqLock> = Cortex::attach(key).unwrap();
+        let _ = mine.update(|_| {
+            held.send(1);
+            park()
+        });
+        2
+    });
+    held.recv();
+    let nc = inspect::segment(key).unwrap().neocortex.unwrap();
+    assert_eq!(nc.holder, Some(child.pid()), "the writer is named");
+    child.signal(libc::SIGKILL);
+    assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+    cortex.write(2).unwrap();
+    let nc = inspect::segment(key).unwrap().neocortex.unwrap();
+    assert_eq!(nc.holder, None, "nobody holds it after the takeover");
+    assert_eq!(cortex.read().unwrap(), 2);
+    let made = common::Made::of(&cortex);
+    drop(cortex);
+    made.assert_gone();
+}
+
 #[test]
 fn holders_are_named_and_those_that_died_reported() {
     let _guard = common::watchdog();
@@ -297,6 +326,7 @@ fn holders_are_named_and_those_that_died_reported() {
         holders_are_named_and_deaths_reported::<Semaphore>("holders_named_futex");
         holders_are_named_and_deaths_reported::<SysvSemaphore>("holders_named_sysv");
         holders_are_named_and_deaths_reported::<RwSemaphore>("holders_named_rw");
+        seqlock_writers_are_named();
     });
 }
 
