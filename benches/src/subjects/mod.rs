@@ -3,9 +3,10 @@
 //! Every subject builds, for a case, either a timed [`Batch`] that owns everything it made
 //! (dropping it removes the segment and lock, and stops any helper process), a contended
 //! [`Pair`], a sampled measurement, or says why it does not support the case. One file per
-//! family: [`nc`] (neocortex with each lock), [`seed`] (the seed crate), [`shm_raw`] (`shared_memory` +
-//! `raw_sync`), [`mmap_sync`], [`lock_floors`] (bare locks around a value), [`copy_floors`]
-//! (memcpy and the segment cycle) and [`notify_floors`] (futex, eventfd and pipe ping-pong).
+//! family: [`nc`] (neocortex with each lock), [`seed`] (the seed crate), [`shm_raw`]
+//! (`shared_memory` + `raw_sync`), [`mmap_sync`], [`lock_floors`] (bare locks around a
+//! value), [`seqlock_floor`] (a bare sequence lock), [`copy_floors`] (memcpy and the segment
+//! cycle) and [`notify_floors`] (futex, eventfd and pipe ping-pong).
 
 use std::hint::black_box;
 
@@ -20,6 +21,7 @@ pub mod mmap_sync;
 pub mod nc;
 pub mod notify_floors;
 pub mod seed;
+pub mod seqlock_floor;
 pub mod shm_raw;
 
 pub use cases::Case;
@@ -62,6 +64,8 @@ pub enum Subject {
     Futex,
     /// A robust process-shared pthread mutex in a SysV segment.
     PthreadRobust,
+    /// A bare single-writer sequence lock in a SysV segment.
+    BareSeqlock,
     /// No lock: a load, or `memcpy` to or from a SysV segment.
     Memcpy,
     /// `shmget`+`shmat`+`shmdt`+`IPC_RMID` plus `semget`+`SETVAL`+`IPC_RMID`.
@@ -74,7 +78,7 @@ pub enum Subject {
 
 impl Subject {
     /// Every subject, in report order.
-    pub const ALL: [Subject; 16] = [
+    pub const ALL: [Subject; 17] = [
         Subject::NcMutex,
         Subject::NcSemaphore,
         Subject::NcSysvSemaphore,
@@ -87,6 +91,7 @@ impl Subject {
         Subject::SemopUndo,
         Subject::Futex,
         Subject::PthreadRobust,
+        Subject::BareSeqlock,
         Subject::Memcpy,
         Subject::ShmSemCycle,
         Subject::Eventfd,
@@ -108,6 +113,7 @@ impl Subject {
             Subject::SemopUndo => "libc-semop-undo",
             Subject::Futex => "libc-futex",
             Subject::PthreadRobust => "pthread-robust",
+            Subject::BareSeqlock => "bare-seqlock",
             Subject::Memcpy => "libc-memcpy",
             Subject::ShmSemCycle => "libc-shm-sem-cycle",
             Subject::Eventfd => "libc-eventfd",
@@ -160,6 +166,7 @@ impl Subject {
                 _ => lock_floors::futex_setup(case, cores),
             },
             Subject::PthreadRobust => lock_floors::robust_setup(case, cores),
+            Subject::BareSeqlock => seqlock_floor::setup(case),
             Subject::Memcpy => copy_floors::memcpy_setup(case),
             Subject::ShmSemCycle => copy_floors::cycle_setup(case),
             Subject::Eventfd => notify_floors::eventfd_setup(case, cores),
