@@ -4,7 +4,7 @@
 //! (dropping it removes the segment and lock, and stops any helper process), a contended
 //! [`Pair`], a sampled measurement, or says why it does not support the case. One file per
 //! family: [`nc`] (neocortex with each lock), [`seed`] (the seed crate), [`shm_raw`]
-//! (`shared_memory` + `raw_sync`), [`mmap_sync`], [`lock_floors`] (bare locks around a
+//! (`shared_memory` + `raw_sync`), [`mmap_sync`], [`iceoryx2`], [`lock_floors`] (bare locks around a
 //! value), [`seqlock_floor`] (a bare sequence lock), [`copy_floors`] (memcpy and the segment
 //! cycle) and [`notify_floors`] (futex, eventfd and pipe ping-pong).
 
@@ -16,6 +16,7 @@ use crate::measure::Batch;
 
 mod cases;
 pub mod copy_floors;
+pub mod iceoryx2;
 pub mod lock_floors;
 pub mod mmap_sync;
 pub mod nc;
@@ -56,6 +57,8 @@ pub enum Subject {
     SharedMemory,
     /// `mmap-sync` 2.0 (Cloudflare): one writer, wait-free readers over two copies.
     MmapSync,
+    /// iceoryx2 0.10 (Eclipse): a blackboard, and event services for the ping-pong.
+    Iceoryx2,
     /// `std::sync::Mutex`, in-process: the floor.
     StdMutex,
     /// A SysV semaphore with `SEM_UNDO` around the access.
@@ -78,7 +81,7 @@ pub enum Subject {
 
 impl Subject {
     /// Every subject, in report order.
-    pub const ALL: [Subject; 17] = [
+    pub const ALL: [Subject; 18] = [
         Subject::NcMutex,
         Subject::NcSemaphore,
         Subject::NcSysvSemaphore,
@@ -87,6 +90,7 @@ impl Subject {
         Subject::Seed,
         Subject::SharedMemory,
         Subject::MmapSync,
+        Subject::Iceoryx2,
         Subject::StdMutex,
         Subject::SemopUndo,
         Subject::Futex,
@@ -109,6 +113,7 @@ impl Subject {
             Subject::Seed => "seed-neocortex-3.0.3",
             Subject::SharedMemory => "shared_memory+raw_sync",
             Subject::MmapSync => "mmap-sync-2.0.4",
+            Subject::Iceoryx2 => "iceoryx2-0.10.0",
             Subject::StdMutex => "std-mutex",
             Subject::SemopUndo => "libc-semop-undo",
             Subject::Futex => "libc-futex",
@@ -133,6 +138,7 @@ impl Subject {
                 | Subject::Seed
                 | Subject::SharedMemory
                 | Subject::MmapSync
+                | Subject::Iceoryx2
         )
     }
 
@@ -159,6 +165,7 @@ impl Subject {
             Subject::Seed => seed::setup(case),
             Subject::SharedMemory => shm_raw::setup(case, cores),
             Subject::MmapSync => mmap_sync::setup(case),
+            Subject::Iceoryx2 => iceoryx2::setup(case, cores),
             Subject::StdMutex => lock_floors::std_setup(case),
             Subject::SemopUndo => lock_floors::semop_setup(case, cores),
             Subject::Futex => match case {
