@@ -8,7 +8,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::child::{fork_child, has_exited, kill, reap, Shared, ZeroedAtomics, PATIENCE};
+use crate::child::{
+    await_child, fork_child, has_exited, kill, reap, Shared, ZeroedAtomics, PATIENCE,
+};
 use crate::measure::Batch;
 
 /// How long one wait sleeps before it looks whether the other side is gone.
@@ -52,6 +54,9 @@ pub trait Channel {
 #[derive(Debug, Default)]
 #[repr(C)]
 struct Control {
+    /// Set by the child once its end is open: a notification sent earlier may be lost
+    /// (iceoryx2 delivers events only to listeners that exist).
+    ready: AtomicU32,
     stop: AtomicU32,
 }
 
@@ -67,6 +72,7 @@ fn answer(channel: &dyn Channel, ctl: &Control) -> i32 {
             return 1;
         }
     };
+    ctl.ready.store(1, Ordering::Release);
     loop {
         match end.recv(WAIT_STEP) {
             Ok(true) => {}
@@ -148,7 +154,10 @@ pub fn ping_pong<C: Channel + 'static>(
     let control = Shared::<Control>::new()?;
     let ctl = control.get();
     let child = fork_child(child_core, || answer(&channel, ctl))?;
-    let end = match channel.end(PINGER) {
+    let ready = await_child(child, "opening its end", Duration::from_micros(100), || {
+        ctl.ready.load(Ordering::Acquire) != 0
+    });
+    let end = match ready.and_then(|()| channel.end(PINGER)) {
         Ok(e) => e,
         Err(e) => {
             kill(child);

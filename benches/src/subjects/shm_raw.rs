@@ -157,9 +157,14 @@ impl End for EventEnd {
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<bool, String> {
+        // raw_sync 0.1.5 adds a timeout's nanoseconds to the clock's without carrying into
+        // the seconds, so a sub-second timeout is an invalid time (EINVAL, no wait at all)
+        // whenever the clock is past that fraction of its second: the waiter would spin. A
+        // whole number of seconds keeps the deadline valid.
+        let whole = Duration::from_secs(timeout.as_secs().max(1));
         // raw_sync says only "Failed waiting for signal" for a timeout: take any failure as
         // one; the ping-pong loop gives up when the other side is gone.
-        Ok(self.recv.wait(Timeout::Val(timeout)).is_ok())
+        Ok(self.recv.wait(Timeout::Val(whole)).is_ok())
     }
 }
 
