@@ -32,7 +32,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `--quick`: finishes the whole harness in well under a minute on 2 cores.
+    /// `--quick`: finishes the whole harness in about a minute on 2 cores (CI runs it).
     pub fn quick() -> Self {
         Self {
             reps: 5,

@@ -7,11 +7,15 @@
 //!
 //! Each repetition runs every subject once, round-robin (starting one further each time),
 //! so drift hits all alike. Timed cases measure batches calibrated to a fixed duration and
-//! take the median of the samples per repetition; contended cases fork a writer and a reader
-//! pinned to two cores and count their operations for a fixed time. The report gives the
-//! median of the repetition medians, their min–max, and the ratio to the seed crate (or to
-//! the best floor where the seed has no such operation), then the targets of
-//! `PERFORMANCE.md`, the machine and the date.
+//! take the median of the samples per repetition (`notify_roundtrip` times round trips to a
+//! child forked at setup); contended cases fork a writer and a reader pinned to two cores
+//! and count their operations for a fixed time (`seqlock_1w1r` also forks the writer alone
+//! first); sampled cases (`takeover_after_kill`) take a few separate samples per
+//! repetition. The report gives the median of the repetition medians, their min–max, and the
+//! ratio to the seed crate (or to the best floor where the seed has no such operation),
+//! then every target of `PERFORMANCE.md` with its measured ratio and whether it holds, the
+//! machine and the date. No time is asserted: the exit status says only whether the run
+//! worked.
 //!
 //! Everything the run makes is removed at the end, also after a failure or Ctrl-C.
 
