@@ -104,7 +104,9 @@ pub fn std_setup(case: Case) -> Result<Setup, String> {
             let src = big_source();
             timed(move |n| {
                 for _ in 0..n {
-                    m.lock().expect("std mutex").copy_from_slice(black_box(src));
+                    m.lock()
+                        .expect("std mutex")
+                        .copy_from_slice(black_box(&src));
                 }
             })
         }

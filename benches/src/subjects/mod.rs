@@ -249,11 +249,21 @@ impl Payload for [u8; PAGE] {
     }
 }
 
-/// The 64 MiB source of `inplace_write_64m`, one for all subjects (so the placement of its
-/// pages does not favour one): non-zero, so its pages are real memory, not the zero page.
-fn big_source() -> &'static [u8] {
-    static SOURCE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    SOURCE.get_or_init(|| (0..BIG).map(|i| (i % 251) as u8).collect())
+/// The 64 MiB source of `inplace_write_64m`, one for all subjects of the case (so the
+/// placement of its pages does not favour one): non-zero, so its pages are real memory, not
+/// the zero page. It is freed when the case's last subject drops it: a harness that kept
+/// 64 MiB mapped would make every child it forks later slower to exit, and
+/// `takeover_after_kill` times an exit.
+fn big_source() -> std::sync::Arc<Vec<u8>> {
+    use std::sync::{Arc, Mutex, PoisonError, Weak};
+    static SOURCE: Mutex<Weak<Vec<u8>>> = Mutex::new(Weak::new());
+    let mut cached = SOURCE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(source) = cached.upgrade() {
+        return source;
+    }
+    let source = Arc::new((0..BIG).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    *cached = Arc::downgrade(&source);
+    source
 }
 
 /// The writer or reader loop of a contended case over `write`/`read` closures.

@@ -140,10 +140,11 @@ fn inplace_64m<L: CortexSync<Access = neocortex::InPlace>>() -> Result<Setup, St
     let value = c.lock().map_err(show)?.as_mut_ptr();
     let c = Rc::new(c);
     let keep = c.clone();
+    let floor_src = src.clone();
     let guarded: Batch<'static> = Box::new(move |n| {
         for _ in 0..n {
             let mut guard = c.lock().expect("neocortex lock");
-            guard.copy_from_slice(black_box(src));
+            guard.copy_from_slice(black_box(&src));
         }
     });
     let floor: Batch<'static> = Box::new(move |n| {
@@ -153,7 +154,7 @@ fn inplace_64m<L: CortexSync<Access = neocortex::InPlace>>() -> Result<Setup, St
             // stays attached while `keep` lives; only this thread of this process uses the
             // segment, and never during a guard's lifetime (the harness runs the two batches
             // one after the other).
-            unsafe { libc::memcpy(value.cast(), black_box(src.as_ptr()).cast(), BIG) };
+            unsafe { libc::memcpy(value.cast(), black_box(floor_src.as_ptr()).cast(), BIG) };
         }
     });
     Ok(Setup::TimedWithFloor(guarded, floor))
