@@ -1,5 +1,6 @@
 //! In-process criterion figures: uncontended `read()` of a `u64` and `write()` of a 4 KiB
-//! value, for each neocortex lock and for the seed crate (`neocortex` 3.0.3).
+//! value, for each neocortex lock and for the seed crate (`neocortex` 3.0.3). (`Mutex` is
+//! another name of `Semaphore`, so it is not measured twice.)
 //!
 //! ```text
 //! cargo bench -p neocortex-benches --bench uncontended
@@ -13,7 +14,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use neocortex::CortexSync;
-use neocortex::{Mutex, RwSemaphore, Semaphore};
+use neocortex::{RwSemaphore, Semaphore, SeqLock, SysvSemaphore};
 use neocortex_benches::cleanup::sweep;
 use neocortex_benches::subjects::{new_cortex, new_seed, PAGE};
 
@@ -30,9 +31,10 @@ fn write_neocortex<L: CortexSync>(g: &mut BenchmarkGroup<'_, WallTime>, name: &s
 
 fn uncontended_read_u64(c: &mut Criterion) {
     let mut g = c.benchmark_group("uncontended_read_u64");
-    read_neocortex::<Mutex>(&mut g, "neocortex-mutex");
     read_neocortex::<Semaphore>(&mut g, "neocortex-semaphore");
+    read_neocortex::<SysvSemaphore>(&mut g, "neocortex-sysvsemaphore");
     read_neocortex::<RwSemaphore>(&mut g, "neocortex-rwsemaphore");
+    read_neocortex::<SeqLock>(&mut g, "neocortex-seqlock");
     let seed = new_seed(7u64).expect("create the seed segment");
     g.bench_function("seed-neocortex-3.0.3", |b| {
         b.iter(|| seed.read().expect("read"))
@@ -44,9 +46,10 @@ fn uncontended_read_u64(c: &mut Criterion) {
 
 fn uncontended_write_4k(c: &mut Criterion) {
     let mut g = c.benchmark_group("uncontended_write_4k");
-    write_neocortex::<Mutex>(&mut g, "neocortex-mutex");
     write_neocortex::<Semaphore>(&mut g, "neocortex-semaphore");
+    write_neocortex::<SysvSemaphore>(&mut g, "neocortex-sysvsemaphore");
     write_neocortex::<RwSemaphore>(&mut g, "neocortex-rwsemaphore");
+    write_neocortex::<SeqLock>(&mut g, "neocortex-seqlock");
     let v = [0x5a_u8; PAGE];
     let seed = new_seed(v).expect("create the seed segment");
     g.bench_function("seed-neocortex-3.0.3", |b| {

@@ -95,6 +95,14 @@ pub fn posix_name_for(tag: &str) -> String {
     name
 }
 
+/// A name unique to this run and call, for objects that remove themselves (iceoryx2
+/// services): `nc_bench_<run>_<tag>_<n>`.
+pub fn unique_tag(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("nc_bench_{:x}_{tag}_{n}", base())
+}
+
 /// Records something to remove at the next sweep.
 pub fn register(what: Leftover) {
     registry()

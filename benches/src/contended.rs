@@ -5,12 +5,11 @@
 //! syscalls, then `_exit`); `std::sync::Mutex` runs the same protocol on two threads.
 
 use std::hint::black_box;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::affinity::{pin_to, CorePair};
+use crate::child::{fork_child, has_exited, reap, Shared, ZeroedAtomics, PATIENCE};
 use crate::cleanup::interrupted;
 use crate::measure::Batch;
 
@@ -21,9 +20,6 @@ pub const READER: usize = 1;
 
 /// Operations between two looks at the stop flag.
 const CHUNK: u64 = 16;
-
-/// How long the parent waits for the children to get ready or to exit.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A subject of a contended case.
 pub trait Pair {
@@ -48,45 +44,8 @@ struct Control {
     counts: [AtomicU64; 2],
 }
 
-/// A `Control` in an anonymous shared mapping, visible to forked children.
-struct SharedControl {
-    addr: NonNull<Control>,
-}
-
-impl SharedControl {
-    fn new() -> Result<Self, String> {
-        // SAFETY: an anonymous shared mapping at an address of the kernel's choice.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size_of::<Control>(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
-        }
-        let addr = NonNull::new(addr.cast::<Control>()).ok_or("mmap returned null")?;
-        // The kernel zero-fills anonymous mappings, and an all-zero Control is its default.
-        Ok(Self { addr })
-    }
-
-    fn get(&self) -> &Control {
-        // SAFETY: the mapping is page-aligned, zero-filled (a valid Control: atomics only),
-        // shared only through atomics, and lives as long as `self`.
-        unsafe { self.addr.as_ref() }
-    }
-}
-
-impl Drop for SharedControl {
-    fn drop(&mut self) {
-        // SAFETY: mapped in `new` with this size; no reference into it outlives `self`.
-        unsafe { libc::munmap(self.addr.as_ptr().cast(), size_of::<Control>()) };
-    }
-}
+// SAFETY: all-zero is the default Control, and every field is an atomic.
+unsafe impl ZeroedAtomics for Control {}
 
 /// Waits (yielding the core) until the parent says go; false if it said stop first.
 fn await_go(ctl: &Control) -> bool {
@@ -182,6 +141,10 @@ pub struct Rate {
     pub ops_per_s: f64,
     /// The writer's part of the operations, 0 to 1 (0.5 when the lock alternates fairly).
     pub writer_share: f64,
+    /// The writer's operations per second.
+    pub writer_per_s: f64,
+    /// The reader's operations per second (0 when the reader did not run).
+    pub reader_per_s: f64,
 }
 
 fn total(ctl: &Control, seconds: f64) -> Rate {
@@ -195,6 +158,8 @@ fn total(ctl: &Control, seconds: f64) -> Rate {
         } else {
             writes as f64 / ops as f64
         },
+        writer_per_s: writes as f64 / seconds,
+        reader_per_s: reads as f64 / seconds,
     }
 }
 
@@ -205,37 +170,43 @@ fn total(ctl: &Control, seconds: f64) -> Rate {
 ///
 /// A worker could not attach, died, hung, or the run was interrupted.
 pub fn run_processes(pair: &dyn Pair, cores: CorePair, duration: Duration) -> Result<Rate, String> {
-    let shared = SharedControl::new()?;
+    run_roles(pair, &[WRITER, READER], cores, duration)
+}
+
+/// Runs the writer alone, as a forked child on `cores.first`; its operations per second.
+///
+/// # Errors
+///
+/// As [`run_processes`].
+pub fn run_writer_alone(
+    pair: &dyn Pair,
+    cores: CorePair,
+    duration: Duration,
+) -> Result<f64, String> {
+    run_roles(pair, &[WRITER], cores, duration).map(|r| r.writer_per_s)
+}
+
+fn run_roles(
+    pair: &dyn Pair,
+    roles: &[usize],
+    cores: CorePair,
+    duration: Duration,
+) -> Result<Rate, String> {
+    let shared = Shared::<Control>::new()?;
     let ctl = shared.get();
-    // SAFETY: getpid cannot fail.
-    let parent = unsafe { libc::getpid() };
+    // The roles that do not run count as ready.
+    ctl.ready.store((2 - roles.len()) as u32, Ordering::Release);
     let mut children = Vec::new();
-    for role in [WRITER, READER] {
-        // SAFETY: the harness is single-threaded here (its threads are all joined), so the
-        // child may allocate; it only runs `side` and then `_exit`s without unwinding.
-        let pid = unsafe { libc::fork() };
-        if pid == -1 {
-            let e = std::io::Error::last_os_error();
-            ctl.stop.store(1, Ordering::Release);
-            reap(&children);
-            return Err(format!("fork: {e}"));
+    for &role in roles {
+        let core = cores.for_role(role);
+        match fork_child(core, || side(pair, role, core, ctl)) {
+            Ok(pid) => children.push(pid),
+            Err(e) => {
+                ctl.stop.store(1, Ordering::Release);
+                reap(&children);
+                return Err(e);
+            }
         }
-        if pid == 0 {
-            let code = catch_unwind(AssertUnwindSafe(|| {
-                // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number.
-                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-                // SAFETY: getppid cannot fail.
-                if unsafe { libc::getppid() } != parent {
-                    return 3;
-                }
-                side(pair, role, cores.for_role(role), ctl)
-            }))
-            .unwrap_or(2);
-            // SAFETY: ends the child at once, without running the parent's destructors or
-            // atexit handlers it inherited.
-            unsafe { libc::_exit(code) };
-        }
-        children.push(pid);
     }
     let alive = || children.iter().all(|&pid| !has_exited(pid));
     let result = drive(ctl, duration, alive);
@@ -245,51 +216,6 @@ pub fn run_processes(pair: &dyn Pair, cores: CorePair, duration: Duration) -> Re
         return Err(format!("a worker exited abnormally ({bad:?})"));
     }
     Ok(total(ctl, seconds))
-}
-
-fn has_exited(pid: libc::pid_t) -> bool {
-    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-    // SAFETY: `info` is writable; WNOWAIT leaves the child reapable, WNOHANG does not block.
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            info.as_mut_ptr(),
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    if rc != 0 {
-        return true;
-    }
-    // SAFETY: zero-initialised and possibly filled by the kernel; every pattern is valid.
-    let info = unsafe { info.assume_init() };
-    // SAFETY: reading si_pid of a siginfo_t filled by waitid (0 when no child changed state).
-    unsafe { info.si_pid() != 0 }
-}
-
-/// Reaps the children, killing those that do not exit within [`PATIENCE`]; their exit codes
-/// (`None` for a signal or an error).
-fn reap(children: &[libc::pid_t]) -> Vec<Option<i32>> {
-    let started = Instant::now();
-    children
-        .iter()
-        .map(|&pid| loop {
-            let mut status = 0;
-            // SAFETY: `status` is writable; WNOHANG does not block.
-            let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if rc == pid {
-                break libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-            }
-            if rc == -1 {
-                break None;
-            }
-            if started.elapsed() > PATIENCE {
-                // SAFETY: `pid` is our unreaped child, so the pid cannot have been reused.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        })
-        .collect()
 }
 
 /// Runs the two sides as two threads of this process, pinned like the processes of

@@ -222,19 +222,33 @@ pub fn remove_sem_set(id: i32) -> bool {
     unsafe { libc::semctl(id, 0, libc::IPC_RMID) == 0 }
 }
 
-fn futex(word: &AtomicU32, op: libc::c_int, val: u32) -> libc::c_long {
-    // SAFETY: `word` is a live, aligned 32-bit futex word; the timeout is null (wait forever)
-    // and the remaining arguments are ignored by FUTEX_WAIT and FUTEX_WAKE. Not
-    // FUTEX_PRIVATE_FLAG: the word is shared between processes.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            op,
-            val,
-            std::ptr::null::<libc::timespec>(),
-        )
-    }
+fn futex(
+    word: &AtomicU32,
+    op: libc::c_int,
+    val: u32,
+    timeout: Option<&libc::timespec>,
+) -> libc::c_long {
+    let timeout = timeout.map_or(std::ptr::null(), std::ptr::from_ref);
+    // SAFETY: `word` is a live, aligned 32-bit futex word; the timeout is null (wait
+    // forever) or a valid relative timespec, and the remaining arguments are ignored by
+    // FUTEX_WAIT and FUTEX_WAKE. Not FUTEX_PRIVATE_FLAG: the word is shared between
+    // processes.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, timeout) }
+}
+
+/// `FUTEX_WAIT` while `word` holds `val`, for at most `timeout`; returns when woken, when
+/// the word differs, on a signal, or when the time is up (the caller looks at the word).
+pub fn futex_wait(word: &AtomicU32, val: u32, timeout: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    futex(word, libc::FUTEX_WAIT, val, Some(&ts));
+}
+
+/// `FUTEX_WAKE` of up to `n` waiters on `word`.
+pub fn futex_wake(word: &AtomicU32, n: u32) {
+    futex(word, libc::FUTEX_WAKE, n, None);
 }
 
 /// Locks Drepper's "mutex 3" (0 free, 1 locked, 2 locked with waiters) in `word`.
@@ -247,7 +261,7 @@ pub fn futex_lock(word: &AtomicU32) {
         c = word.swap(2, Ordering::Acquire);
     }
     while c != 0 {
-        futex(word, libc::FUTEX_WAIT, 2);
+        futex(word, libc::FUTEX_WAIT, 2, None);
         c = word.swap(2, Ordering::Acquire);
     }
 }
@@ -256,7 +270,7 @@ pub fn futex_lock(word: &AtomicU32) {
 pub fn futex_unlock(word: &AtomicU32) {
     if word.fetch_sub(1, Ordering::Release) != 1 {
         word.store(0, Ordering::Release);
-        futex(word, libc::FUTEX_WAKE, 1);
+        futex_wake(word, 1);
     }
 }
 

@@ -27,10 +27,12 @@ pub struct Plan {
     pub contended_time: Duration,
     /// Untimed contended warm-up run per subject.
     pub contended_warmup: Duration,
+    /// Samples per subject and repetition of a sampled case (`takeover_after_kill`).
+    pub sampled: usize,
 }
 
 impl Plan {
-    /// `--quick`: finishes the whole harness in well under a minute on 2 cores.
+    /// `--quick`: finishes the whole harness in about a minute on 2 cores (CI runs it).
     pub fn quick() -> Self {
         Self {
             reps: 5,
@@ -42,6 +44,7 @@ impl Plan {
             warmup: Duration::from_millis(20),
             contended_time: Duration::from_millis(200),
             contended_warmup: Duration::from_millis(50),
+            sampled: 3,
         }
     }
 
@@ -57,6 +60,7 @@ impl Plan {
             warmup: Duration::from_millis(100),
             contended_time: Duration::from_millis(1000),
             contended_warmup: Duration::from_millis(200),
+            sampled: 7,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The markdown table, the targets of `PERFORMANCE.md`, and the JSON lines.
+//! The markdown tables, the machine, and the JSON lines (the targets are in
+//! [`crate::targets`]).
 
 use std::fmt::Write as _;
 
@@ -27,6 +28,9 @@ pub struct Measured {
     /// The same operation done with bare `libc` on the subject's own segment, interleaved
     /// with it sample by sample (`inplace_write_64m`: `memcpy` into the same value).
     pub same_segment_floor: Option<Summary>,
+    /// Further figures of the same runs, by name (`seqlock_1w1r`: `writer`, the writer's
+    /// ops/s beside the reader, and `writer_solo`, alone).
+    pub extras: Vec<(&'static str, Summary)>,
 }
 
 impl Measured {
@@ -36,7 +40,16 @@ impl Measured {
             summary,
             note,
             same_segment_floor: None,
+            extras: Vec::new(),
         }
+    }
+
+    /// The named extra figure.
+    pub fn extra(&self, name: &str) -> Option<Summary> {
+        self.extras
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
     }
 }
 
@@ -52,8 +65,13 @@ pub struct CaseResult {
 impl CaseResult {
     /// The summary of `subject`, if it was measured.
     pub fn summary(&self, subject: Subject) -> Option<Summary> {
+        self.measured(subject).map(|m| m.summary)
+    }
+
+    /// What `subject` measured, if it was.
+    pub fn measured(&self, subject: Subject) -> Option<&Measured> {
         self.rows.iter().find_map(|(s, o)| match o {
-            Outcome::Measured(m) if *s == subject => Some(m.summary),
+            Outcome::Measured(m) if *s == subject => Some(m),
             _ => None,
         })
     }
@@ -107,7 +125,8 @@ pub fn fmt_rate(ops: f64) -> String {
     }
 }
 
-fn fmt_value(case: Case, v: f64) -> String {
+/// Formats a case's value: a throughput or a time.
+pub fn fmt_value(case: Case, v: f64) -> String {
     if case.is_throughput() {
         fmt_rate(v)
     } else {
@@ -155,12 +174,28 @@ pub fn markdown(results: &[CaseResult], machine: &Machine, info: &RunInfo) -> St
         for (subject, outcome) in &r.rows {
             let name = subject.name();
             match outcome {
-                Outcome::Measured(Measured {
-                    summary: m,
-                    note,
-                    same_segment_floor,
-                }) => {
+                Outcome::Measured(measured) => {
+                    let Measured {
+                        summary: m,
+                        note,
+                        same_segment_floor,
+                        ..
+                    } = measured;
                     let mut note = note.clone();
+                    if let (Some(w), Some(solo)) =
+                        (measured.extra("writer"), measured.extra("writer_solo"))
+                    {
+                        if !note.is_empty() {
+                            note.push_str("; ");
+                        }
+                        let _ = write!(
+                            note,
+                            "writer {} beside the reader, {} alone ({:.2}x)",
+                            fmt_rate(w.median),
+                            fmt_rate(solo.median),
+                            w.median / solo.median
+                        );
+                    }
                     if let Some(f) = same_segment_floor {
                         if !note.is_empty() {
                             note.push_str("; ");
@@ -202,7 +237,7 @@ pub fn markdown(results: &[CaseResult], machine: &Machine, info: &RunInfo) -> St
         }
         out.push('\n');
     }
-    out.push_str(&targets_markdown(results));
+    out.push_str(&crate::targets::markdown(results));
     let _ = writeln!(out, "## Machine\n");
     let _ = writeln!(out, "- kernel (`uname -r`): {}", machine.kernel);
     let _ = writeln!(out, "- cpu: {}", machine.cpu);
@@ -213,177 +248,6 @@ pub fn markdown(results: &[CaseResult], machine: &Machine, info: &RunInfo) -> St
         "- run: {} ({} repetitions, round-robin over subjects; cores {} and {}; {:.1} s wall)",
         info.mode, info.reps, info.cores.0, info.cores.1, info.wall_secs
     );
-    out
-}
-
-/// A target of `PERFORMANCE.md`: `subject / against` in `case`, at most or at least `limit`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Target {
-    /// The case.
-    pub case: Case,
-    /// The numerator.
-    pub subject: Subject,
-    /// The denominator.
-    pub against: Subject,
-    /// The bound on the ratio.
-    pub limit: f64,
-    /// `true` for "at least" (throughput, speed), `false` for "at most" (time).
-    pub at_least: bool,
-    /// Whether the ratio is `against / subject` (speed from times) instead.
-    pub inverted: bool,
-}
-
-/// The targets of `PERFORMANCE.md`, one line per neocortex lock where the target is about
-/// any lock.
-pub fn targets() -> Vec<Target> {
-    let t = |case, subject, against, limit, at_least, inverted| Target {
-        case,
-        subject,
-        against,
-        limit,
-        at_least,
-        inverted,
-    };
-    let mut v = vec![
-        t(
-            Case::ReadU64,
-            Subject::NcMutex,
-            Subject::Seed,
-            1.0,
-            false,
-            false,
-        ),
-        t(
-            Case::ReadU64,
-            Subject::NcMutex,
-            Subject::SharedMemory,
-            0.6,
-            false,
-            false,
-        ),
-        t(
-            Case::ReadU64,
-            Subject::NcSemaphore,
-            Subject::SemopUndo,
-            1.15,
-            false,
-            false,
-        ),
-        t(
-            Case::Contended8b,
-            Subject::NcMutex,
-            Subject::PthreadRobust,
-            1.0,
-            true,
-            false,
-        ),
-        t(
-            Case::Contended4k,
-            Subject::NcMutex,
-            Subject::PthreadRobust,
-            1.0,
-            true,
-            false,
-        ),
-    ];
-    for lock in [
-        Subject::NcMutex,
-        Subject::NcSemaphore,
-        Subject::NcRwSemaphore,
-    ] {
-        v.push(t(
-            Case::CreateDrop,
-            lock,
-            Subject::ShmSemCycle,
-            1.5,
-            false,
-            false,
-        ));
-    }
-    for lock in [
-        Subject::NcMutex,
-        Subject::NcSemaphore,
-        Subject::NcRwSemaphore,
-    ] {
-        v.push(t(Case::Inplace64m, lock, Subject::Memcpy, 0.9, true, true));
-    }
-    v
-}
-
-/// A target's measured ratio, if both sides were measured.
-pub fn measured_ratio(results: &[CaseResult], t: &Target) -> Option<f64> {
-    let r = results.iter().find(|r| r.case == t.case)?;
-    let a = r.summary(t.subject)?.median;
-    let b = r.summary(t.against)?.median;
-    Some(if t.inverted { b / a } else { a / b })
-}
-
-/// The ratio of a subject to its own same-segment floor (speed: floor time / subject time).
-pub fn same_segment_ratio(results: &[CaseResult], t: &Target) -> Option<f64> {
-    let r = results.iter().find(|r| r.case == t.case)?;
-    r.rows.iter().find_map(|(s, o)| match o {
-        Outcome::Measured(Measured {
-            summary,
-            same_segment_floor: Some(f),
-            ..
-        }) if *s == t.subject => Some(if t.inverted {
-            f.median / summary.median
-        } else {
-            summary.median / f.median
-        }),
-        _ => None,
-    })
-}
-
-fn targets_markdown(results: &[CaseResult]) -> String {
-    let mut out = String::from("## Targets (PERFORMANCE.md), from the medians above\n\n");
-    out.push_str("| case | ratio | target | measured | verdict |\n|---|---|---:|---:|---|\n");
-    let mut lines = Vec::new();
-    for t in targets() {
-        if !results.iter().any(|r| r.case == t.case) {
-            continue;
-        }
-        let what = if t.inverted {
-            format!("speed {} / {}", t.subject.name(), t.against.name())
-        } else {
-            format!("{} / {}", t.subject.name(), t.against.name())
-        };
-        lines.push((t, what, measured_ratio(results, &t)));
-        if let Some(x) = same_segment_ratio(results, &t) {
-            let what = format!(
-                "speed {} / memcpy into its own segment (interleaved)",
-                t.subject.name()
-            );
-            lines.push((t, what, Some(x)));
-        }
-    }
-    for (t, what, ratio) in lines {
-        let bound = format!("{} {:.2}x", if t.at_least { "≥" } else { "≤" }, t.limit);
-        let (measured, verdict) = match ratio {
-            Some(x) => {
-                let met = if t.at_least {
-                    x >= t.limit
-                } else {
-                    x <= t.limit
-                };
-                let verdict = if met {
-                    "met".to_string()
-                } else if t.at_least {
-                    format!("missed by {:.0}%", (1.0 - x / t.limit) * 100.0)
-                } else {
-                    format!("missed by {:.0}%", (x / t.limit - 1.0) * 100.0)
-                };
-                (format!("{x:.2}x"), verdict)
-            }
-            None => ("—".to_string(), "not measured".to_string()),
-        };
-        let _ = writeln!(
-            out,
-            "| `{}` | {what} | {bound} | {measured} | {verdict} |",
-            t.case.name()
-        );
-    }
-    out.push('\n');
     out
 }
 
@@ -426,10 +290,15 @@ pub fn json_lines(results: &[CaseResult]) -> String {
             "median_ns"
         };
         for (subject, outcome) in &r.rows {
-            if let Outcome::Measured(Measured { summary: m, .. }) = outcome {
+            if let Outcome::Measured(measured) = outcome {
+                let m = measured.summary;
+                let mut extras = String::new();
+                for (name, x) in &measured.extras {
+                    let _ = write!(extras, ", {}: {}", json_str(name), json_num(x.median));
+                }
                 let _ = writeln!(
                     out,
-                    "{{\"case\": {}, \"subject\": {}, \"{field}\": {}, \"spread\": [{}, {}]}}",
+                    "{{\"case\": {}, \"subject\": {}, \"{field}\": {}, \"spread\": [{}, {}]{extras}}}",
                     json_str(r.case.name()),
                     json_str(subject.name()),
                     json_num(m.median),
@@ -463,19 +332,17 @@ mod tests {
         let r = CaseResult {
             case: Case::Inplace64m,
             rows: vec![
-                (Subject::NcMutex, summary(10.0)),
+                (Subject::NcSemaphore, summary(10.0)),
                 (Subject::Seed, Outcome::Unsupported("no guard".into())),
                 (Subject::StdMutex, summary(9.0)),
                 (Subject::Memcpy, summary(8.0)),
             ],
         };
         assert_eq!(r.baseline().map(|b| b.0), Some(Subject::Memcpy));
-        let ratio = measured_ratio(std::slice::from_ref(&r), &targets()[8]).expect("measured");
-        assert!((ratio - 0.8).abs() < 1e-9);
         let json = json_lines(&[r]);
         assert_eq!(json.lines().count(), 3);
         assert!(json.starts_with(
-            "{\"case\": \"inplace_write_64m\", \"subject\": \"neocortex-mutex\", \"median_ns\": 10.000"
+            "{\"case\": \"inplace_write_64m\", \"subject\": \"neocortex-semaphore\", \"median_ns\": 10.000"
         ));
     }
 

@@ -7,11 +7,15 @@
 //!
 //! Each repetition runs every subject once, round-robin (starting one further each time),
 //! so drift hits all alike. Timed cases measure batches calibrated to a fixed duration and
-//! take the median of the samples per repetition; contended cases fork a writer and a reader
-//! pinned to two cores and count their operations for a fixed time. The report gives the
-//! median of the repetition medians, their min–max, and the ratio to the seed crate (or to
-//! the best floor where the seed has no such operation), then the targets of
-//! `PERFORMANCE.md`, the machine and the date.
+//! take the median of the samples per repetition (`notify_roundtrip` times round trips to a
+//! child forked at setup); contended cases fork a writer and a reader pinned to two cores
+//! and count their operations for a fixed time (`seqlock_1w1r` also forks the writer alone
+//! first); sampled cases (`takeover_after_kill`) take a few separate samples per
+//! repetition. The report gives the median of the repetition medians, their min–max, and the
+//! ratio to the seed crate (or to the best floor where the seed has no such operation),
+//! then every target of `PERFORMANCE.md` with its measured ratio and whether it holds, the
+//! machine and the date. No time is asserted: the exit status says only whether the run
+//! worked.
 //!
 //! Everything the run makes is removed at the end, also after a failure or Ctrl-C.
 
@@ -21,17 +25,17 @@ use std::time::Instant;
 
 use neocortex_benches::affinity::{pin_to, CorePair};
 use neocortex_benches::cleanup::{catch_interrupts, interrupted, sweep};
-use neocortex_benches::contended::{run_processes, run_threads, Rate};
+use neocortex_benches::contended::{run_processes, run_threads, run_writer_alone, Rate};
 use neocortex_benches::machine::Machine;
 use neocortex_benches::measure::{
     calibrate, median, samples_per_rep, time_batch, Batch, Plan, Summary,
 };
 use neocortex_benches::report::{json_lines, markdown, CaseResult, Measured, Outcome, RunInfo};
-use neocortex_benches::subjects::{Case, Setup, Subject};
+use neocortex_benches::subjects::{Case, Sample, Setup, Subject};
 
 const USAGE: &str = "\
 usage: compare [--quick] [--json] [--case NAME]... [--subject NAME]...
-  --quick          short run (well under a minute on 2 cores)
+  --quick          short run (about a minute on 2 cores)
   --json           one JSON object per line instead of the markdown report
   --case NAME      only this case (repeatable)
   --subject NAME   only this subject (repeatable)";
@@ -92,6 +96,12 @@ enum Entry {
     Contended {
         setup: Setup,
         rates: Vec<Rate>,
+        /// The writer's ops/s alone, per repetition (`Setup::SoloAndPair`).
+        solo: Vec<f64>,
+    },
+    Sampled {
+        run: Sample,
+        medians: Vec<f64>,
     },
     Done(Outcome),
 }
@@ -117,16 +127,30 @@ fn contended_run(
     plan_time: std::time::Duration,
 ) -> Result<Rate, String> {
     match setup {
-        Setup::Processes(pair) => run_processes(pair.as_ref(), cores, plan_time),
+        Setup::Processes(pair) | Setup::SoloAndPair(pair) => {
+            run_processes(pair.as_ref(), cores, plan_time)
+        }
         Setup::Threads(pair) => run_threads(pair.as_ref(), cores, plan_time),
-        Setup::Timed(_) | Setup::TimedWithFloor(..) | Setup::Unsupported(_) => {
+        Setup::Timed(_) | Setup::TimedWithFloor(..) | Setup::Sampled(_) | Setup::Unsupported(_) => {
             Err("not a contended setup".into())
         }
     }
 }
 
+/// The writer alone, for a setup that measures it (else `None`).
+fn solo_run(
+    setup: &Setup,
+    cores: CorePair,
+    plan_time: std::time::Duration,
+) -> Option<Result<f64, String>> {
+    match setup {
+        Setup::SoloAndPair(pair) => Some(run_writer_alone(pair.as_ref(), cores, plan_time)),
+        _ => None,
+    }
+}
+
 fn prepare(subject: Subject, case: Case, plan: &Plan, cores: CorePair) -> Entry {
-    let setup = match guarded(|| subject.setup(case)) {
+    let setup = match guarded(|| subject.setup(case, cores)) {
         Ok(s) => s,
         Err(e) => return Entry::Done(Outcome::Failed(format!("setup: {e}"))),
     };
@@ -134,11 +158,19 @@ fn prepare(subject: Subject, case: Case, plan: &Plan, cores: CorePair) -> Entry 
         Setup::Unsupported(why) => Entry::Done(Outcome::Unsupported(why.into())),
         Setup::Timed(run) => timed_entry(run, None, plan),
         Setup::TimedWithFloor(run, floor) => timed_entry(run, Some(floor), plan),
-        setup @ (Setup::Processes(_) | Setup::Threads(_)) => {
+        Setup::Sampled(mut run) => match guarded(&mut run) {
+            Ok(_) => Entry::Sampled {
+                run,
+                medians: Vec::new(),
+            },
+            Err(e) => Entry::Done(Outcome::Failed(format!("warm-up: {e}"))),
+        },
+        setup @ (Setup::Processes(_) | Setup::SoloAndPair(_) | Setup::Threads(_)) => {
             match guarded(|| contended_run(&setup, cores, plan.contended_warmup)) {
                 Ok(_) => Entry::Contended {
                     setup,
                     rates: Vec::new(),
+                    solo: Vec::new(),
                 },
                 Err(e) => Entry::Done(Outcome::Failed(format!("warm-up: {e}"))),
             }
@@ -193,15 +225,26 @@ fn run_rep(entry: &mut Entry, plan: &Plan, cores: CorePair) {
             Ok(())
         })
         .err(),
-        Entry::Contended { setup, rates } => {
-            match guarded(|| contended_run(setup, cores, plan.contended_time)) {
-                Ok(rate) => {
-                    rates.push(rate);
-                    None
-                }
-                Err(e) => Some(e),
+        Entry::Contended { setup, rates, solo } => guarded(|| {
+            if let Some(alone) = solo_run(setup, cores, plan.contended_time) {
+                solo.push(alone?);
             }
-        }
+            rates.push(contended_run(setup, cores, plan.contended_time)?);
+            Ok(())
+        })
+        .err(),
+        Entry::Sampled { run, medians } => guarded(|| {
+            let mut values = Vec::with_capacity(plan.sampled);
+            for _ in 0..plan.sampled {
+                if interrupted() {
+                    break;
+                }
+                values.push(run()?);
+            }
+            medians.push(median(&values));
+            Ok(())
+        })
+        .err(),
         Entry::Done(_) => None,
     };
     if let Some(e) = failure {
@@ -210,9 +253,22 @@ fn run_rep(entry: &mut Entry, plan: &Plan, cores: CorePair) {
 }
 
 fn finish(entry: Entry) -> Outcome {
+    let mut extras = Vec::new();
     let (values, note, floor) = match entry {
         Entry::Done(o) => return o,
         Entry::Timed { medians, floor, .. } => (medians, String::new(), floor.map(|f| f.1)),
+        Entry::Sampled { medians, .. } => (medians, String::new(), None),
+        Entry::Contended { rates, solo, .. } if !solo.is_empty() => {
+            // seqlock_1w1r: the reader's rate is the figure; the writer's two rates go along.
+            let writer: Vec<f64> = rates.iter().map(|r| r.writer_per_s).collect();
+            extras.extend(Summary::of(&writer).map(|s| ("writer", s)));
+            extras.extend(Summary::of(&solo).map(|s| ("writer_solo", s)));
+            (
+                rates.iter().map(|r| r.reader_per_s).collect(),
+                String::new(),
+                None,
+            )
+        }
         Entry::Contended { rates, .. } => {
             let shares: Vec<f64> = rates.iter().map(|r| r.writer_share).collect();
             let note = format!("writer share {:.0}%", 100.0 * median(&shares));
@@ -224,6 +280,7 @@ fn finish(entry: Entry) -> Outcome {
             summary: s,
             note,
             same_segment_floor: floor.as_deref().and_then(Summary::of),
+            extras,
         }),
         None if interrupted() => Outcome::Failed("interrupted".into()),
         None => Outcome::Failed("no repetition finished".into()),
