@@ -15,7 +15,7 @@
 //! - [`child`]: forking, watching and reaping those helper processes;
 //! - [`cleanup`]: unique keys and the sweep that removes whatever a failed case left;
 //! - [`affinity`], [`machine`], [`report`], [`targets`]: pinning, the machine description,
-//!   the output and the targets of `PERFORMANCE.md`.
+//!   the output and the project's performance targets.
 #![cfg(target_os = "linux")]
 
 pub mod affinity;

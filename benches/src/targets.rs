@@ -1,4 +1,4 @@
-//! The targets of `PERFORMANCE.md`, evaluated on the medians of one run.
+//! The project's performance targets (the ratios its users judge it by), evaluated on the medians of one run.
 //!
 //! A target is a ratio of two figures measured side by side in the same run (or, for the
 //! takeover time, one figure against an absolute aim). The report lists every target with
@@ -61,7 +61,7 @@ fn ratio(case: Case, subject: Subject, against: Subject, bound: Bound) -> Target
     }
 }
 
-/// The targets of `PERFORMANCE.md`: first the raised ones, then the regression guards.
+/// The performance targets: first the raised ones, then the regression guards.
 pub fn targets() -> Vec<Target> {
     use Bound::{AtLeast, AtMost, Report};
     use Subject::*;
@@ -222,7 +222,7 @@ pub fn verdict(t: &Target, x: Option<f64>) -> String {
 
 /// The targets table for the cases that ran.
 pub fn markdown(results: &[CaseResult]) -> String {
-    let mut out = String::from("## Targets (PERFORMANCE.md), from the medians above\n\n");
+    let mut out = String::from("## Targets, from the medians above\n\n");
     out.push_str("| case | ratio | target | measured | verdict |\n|---|---|---:|---:|---|\n");
     for t in targets() {
         if !results.iter().any(|r| r.case == t.case) {

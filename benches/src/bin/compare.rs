@@ -13,7 +13,7 @@
 //! first); sampled cases (`takeover_after_kill`) take a few separate samples per
 //! repetition. The report gives the median of the repetition medians, their min–max, and the
 //! ratio to the seed crate (or to the best floor where the seed has no such operation),
-//! then every target of `PERFORMANCE.md` with its measured ratio and whether it holds, the
+//! then every performance target of the project with its measured ratio and whether it holds, the
 //! machine and the date. No time is asserted: the exit status says only whether the run
 //! worked.
 //!
