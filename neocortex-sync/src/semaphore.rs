@@ -346,6 +346,28 @@ unsafe impl CortexSync for Semaphore {
         Ok(())
     }
 
+    // Shared access is exclusive access (SHARED is false), spelled out so that it inlines
+    // into `read()` like `lock` does.
+    #[inline]
+    fn lock_shared(
+        &self,
+        cx: &LockContext<'_>,
+        state: &SemaphoreState,
+        wait: Wait,
+    ) -> CortexResult<Acquired> {
+        self.lock(cx, state, wait)
+    }
+
+    #[inline]
+    unsafe fn unlock_shared(
+        &self,
+        cx: &LockContext<'_>,
+        state: &SemaphoreState,
+    ) -> CortexResult<()> {
+        // SAFETY: forwarded; a shared hold of this lock is an exclusive one.
+        unsafe { self.unlock(cx, state) }
+    }
+
     /// Marks the word removed and wakes every sleeper (who then fails with `LockRemoved`).
     fn destroy(cx: &LockContext<'_>, state: &SemaphoreState) -> CortexResult<()> {
         state.word.fetch_or(REMOVED, Ordering::SeqCst);

@@ -378,3 +378,43 @@ fn a_panicking_initialiser_leaves_nothing() {
     assert!(result.is_err());
     assert_gone(key, &[], &[]);
 }
+
+/// `read_into` copies what another process wrote into the caller's value, under every lock
+/// kind.
+fn read_into_sees_another_process<L: neocortex::CortexSync>(name: &str) {
+    let key = unique_key(name);
+    let cortex: Cortex<[u32; 1024], L> = Cortex::new(key, [1; 1024], None).expect("create");
+    let child = fork(move || {
+        let Ok(other) = Cortex::<[u32; 1024], L>::attach(key) else {
+            return 2;
+        };
+        let mut value = [0u32; 1024];
+        value
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = i as u32);
+        match other.write(value) {
+            Ok(()) => 0,
+            Err(_) => 3,
+        }
+    });
+    child.expect_success("attach and write");
+    let mut mine = [0u32; 1024];
+    cortex.read_into(&mut mine).expect("read_into");
+    assert!(
+        mine.iter().enumerate().all(|(i, &v)| v == i as u32),
+        "{name}: the child's value, whole"
+    );
+    let made = Made::of(&cortex);
+    drop(cortex);
+    made.assert_gone();
+}
+
+#[test]
+fn read_into_sees_another_process_under_every_lock() {
+    let _guard = common::watchdog();
+    read_into_sees_another_process::<Semaphore>("read_into::semaphore");
+    read_into_sees_another_process::<neocortex::SeqLock>("read_into::seqlock");
+    read_into_sees_another_process::<neocortex::SysvSemaphore>("read_into::sysv");
+    read_into_sees_another_process::<neocortex::RwSemaphore>("read_into::rw");
+}

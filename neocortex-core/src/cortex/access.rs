@@ -7,18 +7,23 @@ use super::{none_if_would_block, Cortex};
 use crate::error::{CortexError, CortexResult};
 use crate::guard::{CortexGuard, CortexReadGuard};
 use crate::marker::{ShmSafe, Value};
-use crate::sync::{Access, CortexSync, InPlace, Wait};
+use crate::sync::{Access, CortexSync, InPlace, LockContext, Wait};
 
 /// Guards: only for locks whose readers lock too ([`InPlace`]). A `SeqLock` value is only
 /// ever copied, so these methods do not exist for it:
 ///
 /// ```compile_fail,E0599
-/// # #[cfg(all(target_os = "linux", feature = "seqlock"))] {
 /// use neocortex::{Cortex, SeqLock};
 /// let c: Cortex<u64, SeqLock> = Cortex::attach(1).unwrap();
 /// let guard = c.lock(); // no method `lock` for a SeqLock: it hands out no &mut T
-/// # }
-/// # compile_error!("the seqlock feature is off");
+/// ```
+///
+/// while the same with an in-place lock compiles:
+///
+/// ```no_run
+/// use neocortex::{Cortex, Semaphore};
+/// let c: Cortex<u64, Semaphore> = Cortex::attach(1).unwrap();
+/// let guard = c.lock();
 /// ```
 impl<T: ?Sized + Value, L: CortexSync<Access = InPlace>> Cortex<T, L> {
     /// Locks exclusively, waiting as long as it takes.
@@ -167,31 +172,63 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         let state = self.lock_state();
         let acquired = self.lock.lock_shared(&cx, state, Wait::Forever)?;
         let header = self.header();
-        let checked = if header.is_removed() {
-            Err(CortexError::lock_removed(self.key(), None))
-        } else {
-            let dead = crate::guard::dead_owner_seen_shared::<L>(header, acquired);
-            crate::guard::refuse_if_dead(self.key(), dead)
-        };
-        let release = || {
-            // SAFETY: taken just above by this thread, through this handle.
-            let released = unsafe { self.lock.unlock_shared(&cx, state) };
-            if let Err(e) = released {
-                tracing::warn!(error = %e, "releasing the shared lock failed");
-            }
-        };
-        if let Err(e) = checked {
-            release();
-            return Err(e);
+        let dead = crate::guard::dead_owner_seen_shared::<L>(header, acquired);
+        if header.is_removed() || dead.is_some() {
+            return Err(self.refuse_read(&cx, dead));
         }
-        // One copy of the value in this frame, then into the caller's (a large value must
-        // fit a thread's stack even in a debug build, where every move is a copy).
-        // SAFETY: the lock is held shared (an exclusive hold for exclusive-only locks), so no
-        // `&mut T` exists in any process; the pointer is aligned and inside the segment, and
-        // any bytes are a valid T.
-        let value = unsafe { self.value_ptr().as_ptr().read() };
-        release();
-        Ok(value)
+        let src = self.value_ptr().as_ptr();
+        super::copy_out::copied(|dst| {
+            // SAFETY: the lock is held shared (an exclusive hold for exclusive-only locks),
+            // so no `&mut T` exists in any process; `src` is aligned and inside the segment,
+            // any bytes are a valid T, and `dst` has room for one T (and is not in the
+            // segment).
+            unsafe { std::ptr::copy_nonoverlapping(src, dst, 1) };
+            self.release_shared(&cx);
+            Ok(())
+        })
+    }
+
+    /// `read()` of a removed segment or of a value a dead holder left unrepaired: the error,
+    /// after releasing the shared hold just taken.
+    #[cold]
+    #[inline(never)]
+    fn refuse_read(&self, cx: &LockContext<'_>, dead: Option<i32>) -> CortexError {
+        self.release_shared(cx);
+        match dead {
+            Some(pid) if !self.header().is_removed() => CortexError::OwnerDied {
+                key: self.key(),
+                pid,
+            },
+            _ => CortexError::lock_removed(self.key(), None),
+        }
+    }
+
+    /// Copies the value into `out`, as [`read`](Self::read) does, but without returning it
+    /// by value: for a large value that a program reads again and again into the same
+    /// place, this is the one copy (a value returned by value is moved again by the caller).
+    ///
+    /// ```
+    /// use neocortex::{Cortex, SeqLock};
+    ///
+    /// let key = neocortex::random_key()?;
+    /// let frame: Cortex<[u8; 4096], SeqLock> = Cortex::new(key, [7; 4096], None)?;
+    /// let mut mine = [0u8; 4096];
+    /// frame.read_into(&mut mine)?;
+    /// assert_eq!(mine[4095], 7);
+    /// # Ok::<(), neocortex::CortexError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read); `out` is then unspecified (a partial copy).
+    pub fn read_into(&self, out: &mut T) -> CortexResult<()> {
+        if <L::Access as Access>::OPTIMISTIC {
+            return self.read_optimistic_into(std::slice::from_mut(out));
+        }
+        let guard = CortexReadGuard::acquire(self, Wait::Forever)?;
+        guard.refuse_if_inconsistent()?;
+        crate::marker::copy_bits(std::slice::from_ref(&*guard), std::slice::from_mut(out));
+        Ok(())
     }
 
     /// Replaces the value under the exclusive lock. A whole new value also repairs a value
@@ -269,4 +306,23 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
         guard.mark_consistent();
         Ok(())
     }
+}
+
+impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
+    /// Releases a shared hold this thread took through this handle (in `read()`).
+    #[inline(always)]
+    fn release_shared(&self, cx: &LockContext<'_>) {
+        // SAFETY: every caller took the shared hold just before, in this thread, through
+        // this handle.
+        if let Err(e) = unsafe { self.lock.unlock_shared(cx, self.lock_state()) } {
+            release_failed(&e);
+        }
+    }
+}
+
+/// Logs a release that failed (the lock vanished meanwhile); the next access reports it.
+#[cold]
+#[inline(never)]
+fn release_failed(e: &CortexError) {
+    tracing::warn!(error = %e, "releasing the shared lock failed");
 }

@@ -24,6 +24,7 @@ use crate::sync::{CortexSync, LockContext};
 
 mod access;
 mod attach;
+mod copy_out;
 mod create;
 mod optimistic;
 mod slice;

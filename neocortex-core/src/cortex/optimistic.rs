@@ -12,7 +12,7 @@
 //! for the writer while the writer's member token is alive, and reports `OwnerDied` as soon
 //! as it is not; the next `write()` (which takes the lock over) repairs.
 
-use std::mem::{size_of, MaybeUninit};
+use std::mem::size_of;
 use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,12 +20,9 @@ use neocortex_sys::process::current_pid;
 
 use super::Cortex;
 use crate::error::{CortexError, CortexResult};
-use crate::marker::{HeapBuffer, ShmSafe, Value};
+use crate::marker::{ShmSafe, Value};
 use crate::members::{self, Token};
 use crate::sync::{CortexSync, Wait};
-
-/// Values larger than this are read through a buffer on the heap, not the stack.
-const HEAP_BUFFER_ABOVE: usize = 16 << 10;
 
 /// Spins on an odd counter before sleeping between looks.
 const SPINS: u32 = 200;
@@ -274,22 +271,13 @@ struct Blocked {
 }
 
 impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
-    /// `read()` of an optimistic lock.
-    ///
-    /// A value is copied into a buffer and then into the caller's result. A large value's
-    /// buffer is on the heap: every copy on the stack counts against the thread's stack in a
-    /// debug build, where moves are not optimised away.
+    /// `read()` of an optimistic lock (see `copy_out` for where the copy lands).
     #[inline]
     pub(super) fn read_optimistic(&self) -> CortexResult<T>
     where
         T: Copy,
     {
-        let mut version = 0;
-        if size_of::<T>() <= HEAP_BUFFER_ABOVE {
-            self.read_optimistic_small(&mut version)
-        } else {
-            self.read_optimistic_large(&mut version)
-        }
+        super::copy_out::copied(|dst: *mut T| self.copy_consistent(dst.cast()).map(drop))
     }
 
     /// `read()` of an optimistic lock, with the version the value belongs to.
@@ -298,31 +286,11 @@ impl<T: ShmSafe, L: CortexSync> Cortex<T, L> {
         T: Copy,
     {
         let mut version = 0;
-        let value = if size_of::<T>() <= HEAP_BUFFER_ABOVE {
-            self.read_optimistic_small(&mut version)
-        } else {
-            self.read_optimistic_large(&mut version)
-        }?;
+        let value = super::copy_out::copied(|dst: *mut T| {
+            version = self.copy_consistent(dst.cast())?;
+            Ok(())
+        })?;
         Ok((value, version))
-    }
-
-    /// A consistent copy of a small value, through a buffer on the stack.
-    #[inline]
-    fn read_optimistic_small(&self, version: &mut u64) -> CortexResult<T> {
-        let mut out = MaybeUninit::<T>::uninit();
-        *version = self.copy_consistent(out.as_mut_ptr().cast())?;
-        // SAFETY: every byte of `out` was written by `copy_consistent` (the value's
-        // size_of::<T>() bytes), and any bytes are a valid T (ShmSafe).
-        Ok(unsafe { out.assume_init() })
-    }
-
-    /// A consistent copy of a large value, through a buffer on the heap.
-    #[inline(never)]
-    fn read_optimistic_large(&self, version: &mut u64) -> CortexResult<T> {
-        let mut out = HeapBuffer::<T>::new();
-        *version = self.copy_consistent(out.as_mut_ptr().cast())?;
-        // SAFETY: as in `read_optimistic_small`: every byte of the buffer was written.
-        Ok(unsafe { out.into_value() })
     }
 
     /// `write()` of an optimistic lock.
