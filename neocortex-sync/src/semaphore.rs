@@ -370,8 +370,14 @@ unsafe impl CortexSync for Semaphore {
 
     /// Marks the word removed and wakes every sleeper (who then fails with `LockRemoved`).
     fn destroy(cx: &LockContext<'_>, state: &SemaphoreState) -> CortexResult<()> {
-        state.word.fetch_or(REMOVED, Ordering::SeqCst);
-        futex::wake(&state.word, u32::MAX).map_err(|e| futex_error(cx, "remove lock", e))?;
+        // A waiter sets the waiters bit (by a CAS from the word it saw) before it sleeps, so
+        // without the bit nobody sleeps; a waiter whose CAS comes after this one fails it
+        // and sees the removed mark.
+        let previous = state.word.fetch_or(REMOVED, Ordering::SeqCst);
+        if previous & WAITERS != 0 {
+            futex::wake(&state.word, u32::MAX)
+                .map_err(|e| futex_error(cx, "remove lock", e))?;
+        }
         Ok(())
     }
 

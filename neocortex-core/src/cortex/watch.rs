@@ -225,6 +225,12 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
 /// every waiter, who then sees the header's removed mark.
 pub(crate) fn wake_for_removal(key: i32, header: &Header) {
     header.seq().fetch_add(2, Ordering::SeqCst);
+    // As in `wake_watchers`: a waiter counts itself in `sleepers` before it checks the
+    // counter and sleeps, and both sides use SeqCst, so with no sleeper counted nobody can
+    // be asleep on the old counter.
+    if header.sleepers().load(Ordering::SeqCst) == 0 {
+        return;
+    }
     if let Err(e) = wake_all(header.seq()) {
         tracing::warn!(key, error = %e, "could not wake the waiters");
     }
