@@ -161,7 +161,7 @@ fn a_dead_holder_beyond_the_noted_slots_is_unknown_to_an_exclusive_guard() {
 }
 
 #[test]
-fn a_healthy_value_reports_no_death_and_guards_show_their_value() {
+fn a_healthy_value_reports_no_death_and_handles_and_guards_show_themselves() {
     let _guard = common::watchdog();
     let key = unique_key("a_healthy_value_reports_no_death");
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 5, None).unwrap();
@@ -180,6 +180,14 @@ fn a_healthy_value_reports_no_death_and_guards_show_their_value() {
             format!("{guard:?}"),
             "CortexGuard { value: 5, owner_died: false }"
         );
+    }
+    let shown = format!("{cortex:?}");
+    for part in [
+        format!("shmid: {}", cortex.segment_id()),
+        "type: \"u64\"".to_owned(),
+        "owner: true".to_owned(),
+    ] {
+        assert!(shown.contains(&part), "{shown} lacks {part}");
     }
     let made = Made::of(&cortex);
     drop(cortex);

@@ -81,7 +81,10 @@ mod tests {
         move |dst| {
             let bytes: Vec<u8> = (0..N).map(|i| (i % 251) as u8).collect();
             // SAFETY: `dst` has room for one [u8; N]; half of it is written on failure.
-            unsafe { dst.cast::<u8>().copy_from(bytes.as_ptr(), if fail { N / 2 } else { N }) };
+            unsafe {
+                dst.cast::<u8>()
+                    .copy_from(bytes.as_ptr(), if fail { N / 2 } else { N })
+            };
             if fail {
                 Err(CortexError::lock_removed(1, None))
             } else {
@@ -92,8 +95,14 @@ mod tests {
 
     fn every_way<const N: usize>() {
         let value = copied(pattern::<N>(false)).expect("filled");
-        assert!(value.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8), "{N} bytes");
-        assert!(copied(pattern::<N>(true)).is_err(), "{N} bytes: the error comes through");
+        assert!(
+            value.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8),
+            "{N} bytes"
+        );
+        assert!(
+            copied(pattern::<N>(true)).is_err(),
+            "{N} bytes: the error comes through"
+        );
     }
 
     #[test]
