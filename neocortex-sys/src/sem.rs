@@ -2,6 +2,33 @@
 //!
 //! [`semop_timed`] is the one timed wait for every platform: `semtimedop` on Linux, a
 //! polled non-blocking `semop` on systems that lack it (macOS, FreeBSD).
+//!
+//! Every call that changes a semaphore's value or removes a set is `unsafe`: a lock built
+//! on a set relies on nobody else moving its values, so safe code cannot.
+//!
+//! ```compile_fail,E0133
+//! let _ = neocortex_sys::sem::set_value(0, 0, 1); // a call to an unsafe function
+//! ```
+//!
+//! ```compile_fail,E0133
+//! let mut ops: [libc::sembuf; 0] = [];
+//! let _ = neocortex_sys::sem::semop(0, &mut ops);
+//! ```
+//!
+//! ```compile_fail,E0133
+//! let _ = neocortex_sys::sem::remove(0);
+//! ```
+//!
+//! ```no_run
+//! // The same calls compile in an `unsafe` block, whose author answers for them.
+//! let mut ops: [libc::sembuf; 0] = [];
+//! // SAFETY: an illustration; set 0 is not used by any lock of this program.
+//! let _ = unsafe { neocortex_sys::sem::semop(0, &mut ops) };
+//! // SAFETY: as above.
+//! let _ = unsafe { neocortex_sys::sem::set_value(0, 0, 1) };
+//! // SAFETY: as above.
+//! let _ = unsafe { neocortex_sys::sem::remove(0) };
+//! ```
 
 use std::time::Duration;
 #[cfg(any(test, not(target_os = "linux")))]

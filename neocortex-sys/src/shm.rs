@@ -1,4 +1,20 @@
 //! Shared memory segments: `shmget(2)`, `shmat(2)`, `shmdt(2)`, `shmctl(2)`.
+//!
+//! Mapping a segment and removing one are `unsafe`: a mapping hands out memory that other
+//! processes write, and a removal takes a segment from under the processes using it.
+//!
+//! ```compile_fail,E0133
+//! let _ = neocortex_sys::shm::attach(0, 0); // a call to an unsafe function
+//! ```
+//!
+//! ```compile_fail,E0133
+//! let _ = neocortex_sys::shm::remove(0);
+//! ```
+//!
+//! ```no_run
+//! // SAFETY: an illustration; segment 0 is not used by this program.
+//! let _ = unsafe { neocortex_sys::shm::remove(0) };
+//! ```
 
 use std::ptr::NonNull;
 
