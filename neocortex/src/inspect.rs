@@ -2,6 +2,7 @@
 //! the `neocortex` binary (`list`, `inspect`, `gc`, `rm`, `doctor`; feature `cli`).
 //!
 //! ```
+//! # #[cfg(feature = "semaphore")] fn main() -> Result<(), neocortex::CortexError> {
 //! use neocortex::inspect::{self, Verdict};
 //! use neocortex::{Cortex, ErrorKind, Semaphore};
 //!
@@ -15,7 +16,8 @@
 //! let refused = inspect::remove(key, false).unwrap_err();
 //! assert_eq!(refused.kind(), ErrorKind::AlreadyExists);
 //! # drop(cortex);
-//! # Ok::<(), neocortex::CortexError>(())
+//! # Ok(()) }
+//! # #[cfg(not(feature = "semaphore"))] fn main() {}
 //! ```
 //!
 //! Segments are mapped read-only to be looked at, and their headers read through the same
@@ -28,6 +30,7 @@
 //! a lock of your own, pass its [`LockKind`] too, to the `*_with` functions:
 //!
 //! ```
+//! # #[cfg(feature = "semaphore")] fn main() -> Result<(), neocortex::CortexError> {
 //! use neocortex::inspect::{self, LockKind, BUILT_IN_LOCKS};
 //! use neocortex::Cortex;
 //! # use neocortex::SysvSemaphore as MyLock;
@@ -42,7 +45,8 @@
 //! let info = inspect::segment_with(key, &locks)?;
 //! assert!(info.neocortex.expect("a neocortex segment").lock_known);
 //! // inspect::segments_with(&locks) and inspect::collect_with(.., &locks) likewise.
-//! # Ok::<(), neocortex::CortexError>(())
+//! # Ok(()) }
+//! # #[cfg(not(feature = "semaphore"))] fn main() {}
 //! ```
 
 pub use neocortex_core::inspect::{
