@@ -44,4 +44,12 @@ done
 run cargo test -p neocortex-core --doc --all-features
 
 step "cargo package --workspace (with verification)"
-run cargo package --workspace --exclude neocortex-benches
+# Verification builds each crate against the others' packaged sources, which cargo treats
+# as registry crates: immutable for a given name and version. It unpacks them into its
+# registry cache and keeps their builds in the target directory, and reuses both, so a second
+# run on the same machine would verify against the first run's sources. Drop both: the
+# unpacked copies, and a target directory of its own for the verification builds.
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/neocortex{,-sys,-core,-sync}-"$VERSION"
+rm -rf target/package-verify
+run env CARGO_TARGET_DIR=target/package-verify cargo package --workspace --exclude neocortex-benches
