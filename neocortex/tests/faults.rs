@@ -238,3 +238,55 @@ fn an_owner_drop_that_cannot_remove_is_logged_and_leaves_what_it_says() {
         made.assert_gone();
     });
 }
+
+/// What `ipcrm` (or systemd's `RemoveIPC=yes`) already took is not an error of the owner's
+/// removal: the members set gone from outside, or the segment's `IPC_RMID` answering that
+/// it is gone (`EINVAL`, `EIDRM`), still ends in `Ok` and removes the rest.
+#[test]
+fn an_owner_removal_after_ipcrm_is_ok_and_removes_the_rest() {
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("an_owner_removal_after_ipcrm");
+        let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
+        let made = Made::of(&cortex);
+        assert_eq!(
+            made.sets.len(),
+            1,
+            "a Semaphore segment has its members set only"
+        );
+        // SAFETY: what `ipcrm -s` does, to this test's own set; the test checks the aftermath.
+        unsafe { sem::remove(made.sets[0]) }.unwrap();
+        let (result, events) = capture_logs(|| cortex.remove());
+        result.unwrap();
+        assert!(
+            events.iter().all(|e| e.level > tracing::Level::WARN),
+            "nothing to warn about: {events:?}"
+        );
+        made.assert_gone();
+
+        for errno in [libc::EINVAL, libc::EIDRM] {
+            let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
+            let made = Made::of(&cortex);
+            let shm_id = cortex.segment_id();
+            failpoints::set("drop.rmid", Some(Action::Errno(errno)));
+            let (result, events) = capture_logs(|| cortex.remove());
+            failpoints::set("drop.rmid", None);
+            result.unwrap_or_else(|e| panic!("errno {errno}: {e}"));
+            assert!(
+                events.iter().any(|e| e.level == tracing::Level::WARN
+                    && e.text.contains("already removed from outside")),
+                "errno {errno}: a warning says so: {events:?}"
+            );
+            for &set in &made.sets {
+                assert!(
+                    sem::stat(set).is_err(),
+                    "errno {errno}: the members set was removed"
+                );
+            }
+            // The failure point kept the segment; take it as `ipcrm` would have.
+            // SAFETY: an object this test made itself, used by nobody else.
+            unsafe { shm::remove(shm_id) }.unwrap();
+            made.assert_gone();
+        }
+    });
+}
