@@ -41,6 +41,9 @@ impl std::error::Error for CapacityError {}
 /// assert_eq!(name, "sensor-7");
 /// assert_eq!(name.as_str(), Some("sensor-7"));
 /// assert!(FixedString::<4>::try_from("too long").is_err());
+/// let parsed: FixedString<8> = "sensor".parse()?;
+/// assert_eq!(parsed, "sensor");
+/// assert!("too long".parse::<FixedString<4>>().is_err());
 /// # Ok::<(), neocortex::CapacityError>(())
 /// ```
 ///
@@ -143,13 +146,23 @@ impl<const N: usize> Default for FixedString<N> {
     }
 }
 
+impl<const N: usize> std::str::FromStr for FixedString<N> {
+    type Err = CapacityError;
+
+    /// `"name".parse::<FixedString<16>>()`: the string, or [`CapacityError`] when it does
+    /// not fit.
+    fn from_str(s: &str) -> Result<Self, CapacityError> {
+        let mut out = Self::new();
+        out.push_str(s)?;
+        Ok(out)
+    }
+}
+
 impl<const N: usize> TryFrom<&str> for FixedString<N> {
     type Error = CapacityError;
 
     fn try_from(s: &str) -> Result<Self, CapacityError> {
-        let mut out = Self::new();
-        out.push_str(s)?;
-        Ok(out)
+        s.parse()
     }
 }
 
