@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{fork, unique_key, Exit, Made, Pipe};
-use neocortex::{Cortex, ErrorKind, SeqLock};
+use neocortex::{Cortex, CortexBuilder, CortexError, ErrorKind, SeqLock};
 
 /// A 4 KiB value that the writer keeps all-equal: any mix of two writes is visible.
 type Page = [u64; 512];
@@ -439,6 +439,50 @@ fn a_writer_killed_in_its_update_closure_leaves_the_value_whole() {
     cortex.update(|v| v[0] = 5).unwrap();
     assert_eq!(cortex.read().unwrap()[..2], [5, 1]);
     assert_eq!(cortex.version(), version + 1);
+    let made = Made::of(&cortex);
+    drop(cortex);
+    made.assert_gone();
+}
+
+/// A member slot is free again once its holder dies, and the next process to join may get
+/// it. A torn value must still read as a dead writer's, not as the new member's: readers
+/// and writers check the writer's token (slot and tag), which the slot no longer holds, and
+/// name no pid (-1), since the slot's record now names the new member.
+#[test]
+fn a_dead_writers_slot_taken_by_another_process_still_reads_as_dead() {
+    let _guard = common::watchdog();
+    let key = unique_key("seqlock_dead_writer_slot_reused");
+    // Two slots: this process's and the writer's; the next member can only get the writer's.
+    let cortex: Cortex<Big, SeqLock> = CortexBuilder::new([1; 2048])
+        .key(key)
+        .max_handles(2)
+        .with_default_lock()
+        .unwrap();
+    cortex.write([1; 2048]).unwrap(); // this process holds its slot from here on
+    kill_a_writer_mid_write(key, 2, || ());
+    let next = fork(|| {
+        let Ok(c) = Cortex::<Big, SeqLock>::attach(key) else {
+            return 2;
+        };
+        // Joins (the dead writer's slot, the only free one), then finds the value torn.
+        match c.update(|v| v[0] = 9) {
+            Err(CortexError::OwnerDied { pid: -1, .. }) => 0,
+            Err(CortexError::OwnerDied { .. }) => 3,
+            Ok(()) => 4,
+            Err(_) => 5,
+        }
+    });
+    assert_eq!(
+        next.wait(),
+        Exit::Code(0),
+        "the new member's update: OwnerDied naming no pid (3: a pid, 4: Ok, 5: other error)"
+    );
+    match cortex.read() {
+        Err(CortexError::OwnerDied { pid: -1, .. }) => {}
+        other => panic!("a reader is told of a dead writer it cannot name: {other:?}"),
+    }
+    cortex.write([3; 2048]).unwrap();
+    assert_eq!(cortex.read().unwrap(), [3; 2048]);
     let made = Made::of(&cortex);
     drop(cortex);
     made.assert_gone();
