@@ -320,11 +320,12 @@ fn a_writer_killed_mid_write_makes_readers_report_owner_died_and_write_repairs()
         // The writer is alive and stuck with the counter odd: a reader waits for it.
         stuck.send(1);
         ready.recv();
-        common::wait_until_asleep_in(
-            early.pid(),
-            &[libc::SYS_nanosleep, libc::SYS_clock_nanosleep],
-            "waiting for the stuck writer",
-        );
+        let naps = [libc::SYS_nanosleep, libc::SYS_clock_nanosleep];
+        common::wait_until_asleep_in(early.pid(), &naps, "waiting for the stuck writer");
+        // Long past its first spins and checks, the reader still naps between looks at the
+        // writer's liveness (it neither gave up nor spins without looking).
+        std::thread::sleep(Duration::from_millis(50));
+        common::wait_until_asleep_in(early.pid(), &naps, "still waiting, 50 ms later");
     });
     assert_eq!(
         early.wait(),

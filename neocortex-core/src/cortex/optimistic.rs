@@ -87,8 +87,8 @@ struct WriteHold<'a, T: ?Sized + Value, L: CortexSync> {
     pid: i32,
     /// This writer's member token, named in the header while it writes.
     token: Token,
-    /// The value was left half-written by a writer that died.
-    torn: bool,
+    /// The value was left half-written by a writer that died: its pid, -1 when unknown.
+    torn: Option<i32>,
     /// A new value was published: wake the waiters once the lock is released.
     published: bool,
 }
@@ -105,18 +105,19 @@ impl<'a, T: ?Sized + Value, L: CortexSync> WriteHold<'a, T, L> {
             // SAFETY: taken just above by this thread.
             let _ = unsafe { cortex.raw_lock().unlock(&cx, state) };
         })?;
-        let torn = header.seq().load(Ordering::Relaxed) & 1 == 1;
-        if torn {
-            let dead =
-                Token::from_raw(header.writer().load(Ordering::Relaxed)).and_then(|t| cx.pid_of(t));
-            header.mark_inconsistent(dead.unwrap_or(-1));
+        let torn = (header.seq().load(Ordering::Relaxed) & 1 == 1).then(|| {
+            let dead = Token::from_raw(header.writer().load(Ordering::Relaxed))
+                .and_then(|t| cx.pid_of(t))
+                .unwrap_or(-1);
+            header.mark_inconsistent(dead);
             tracing::warn!(
                 key = cx.key(),
-                dead_pid = dead.unwrap_or(-1),
+                dead_pid = dead,
                 ?acquired,
                 "a writer died in the middle of a write; the value is torn until written whole"
             );
-        }
+            dead
+        });
         // The header names this writer only once it starts writing (`publish`): a writer
         // that finds the value torn and gives up must leave the dead writer named there, so
         // readers keep reporting the death rather than waiting for a live process.
@@ -169,7 +170,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
         // through `load_bytes`/`store_bytes`; `src` holds `len` initialised bytes (a whole
         // value of ShmSafe elements, which have no padding).
         unsafe { store_bytes(src, dst, len) };
-        if hold.torn {
+        if hold.torn.is_some() {
             header.mark_consistent();
         }
         // Even again: a release, and the store-load barrier the waiters' handshake needs.
@@ -305,8 +306,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
     /// `update()` of an optimistic lock: on a copy, written back whole.
     pub(super) fn update_optimistic<R>(&self, f: impl FnOnce(&mut T) -> R) -> CortexResult<R> {
         let mut hold = WriteHold::acquire(self)?;
-        if hold.torn {
-            let pid = self.header().dead_holder().unwrap_or(-1);
+        if let Some(pid) = hold.torn {
             return Err(CortexError::OwnerDied {
                 key: self.key(),
                 pid,
