@@ -9,6 +9,23 @@ mod common;
 use common::{assert_gone, become_nobody, fork, unique_key, Made, NOBODY};
 use neocortex::{Cortex, ErrorKind, Semaphore, SemaphorePermission, SemaphoreSettings};
 
+/// The exit code for a refusal: 10 for `PermissionDenied` (clean) whose message says what to
+/// do next, 13 for one that does not, 11 for another error.
+fn refusal(e: &neocortex::CortexError) -> i32 {
+    match e.kind() {
+        ErrorKind::PermissionDenied if !e.is_dirty() => {
+            if e.to_string()
+                .contains("ask its creator for a wider Permission")
+            {
+                10
+            } else {
+                13
+            }
+        }
+        _ => 11,
+    }
+}
+
 /// Runs `attach` as uid 65534 and returns the exit code: 0 attached and wrote, 10 + kind
 /// index on an error, 2 when privileges could not be dropped.
 fn attach_as_nobody(key: i32) -> common::Exit {
@@ -23,8 +40,7 @@ fn attach_as_nobody(key: i32) -> common::Exit {
             {
                 true
             }
-            Err(e) if e.kind() == ErrorKind::PermissionDenied && !e.is_dirty() => return 10,
-            Err(_) => return 11,
+            Err(e) => return refusal(&e),
             Ok(_) => false,
         };
         // Plain attach refuses what everyone may write; the opt-in gets in.
@@ -34,8 +50,7 @@ fn attach_as_nobody(key: i32) -> common::Exit {
                 Ok(()) => 12,
                 Err(_) => 3,
             },
-            Err(e) if e.kind() == ErrorKind::PermissionDenied && !e.is_dirty() => 10,
-            Err(_) => 11,
+            Err(e) => refusal(&e),
         }
     });
     child.wait()
