@@ -117,6 +117,129 @@ fn a_pid_based_lock_refuses_an_attacher_in_another_pid_namespace() {
 }
 
 #[test]
+fn a_pid_based_lock_attaches_in_the_same_pid_namespace() {
+    let _guard = common::watchdog();
+    let key = unique_key("pid_lock_same_namespace");
+    let cortex: Cortex<u64, PidLock> = Cortex::new(key, 0, None).unwrap();
+    let child = fork(move || match Cortex::<u64, PidLock>::attach(key) {
+        Ok(c) => match c.write(3) {
+            Ok(()) => 0,
+            Err(_) => 3,
+        },
+        Err(_) => 2,
+    });
+    assert_eq!(child.wait(), Exit::Code(0), "attached and wrote");
+    assert_eq!(cortex.read().unwrap(), 3);
+    let (id, sets) = (cortex.segment_id(), cortex.semaphore_sets());
+    drop(cortex);
+    assert_gone(key, &[id], &sets);
+}
+
+/// This process's pids from `/proc/self/status` (`NSpid:`), outermost namespace first.
+fn ns_pids() -> Vec<i32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .map(|pids| {
+            pids.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pid numbers can agree across namespaces: a creator whose pid in its own namespace is the
+/// number this namespace sees it by. Comparing numbers would let this process in; the
+/// namespace identity the header records refuses it.
+#[test]
+fn a_pid_based_lock_is_refused_across_namespaces_even_when_the_pid_numbers_agree() {
+    let _guard = common::watchdog();
+    if !common::is_root() {
+        common::skip("steering pid numbers in a new pid namespace needs root");
+        return;
+    }
+    let key = unique_key("pid_lock_equal_numbers");
+    let made = Pipe::new(); // creator -> here: 1, its pid, its members set
+    let done = Pipe::new(); // here -> creator: finished
+    let child = fork(|| {
+        // SAFETY: as in `in_another_pid_namespace`.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return 77;
+        }
+        let first = fork(|| {
+            // The first process of the new namespace steers its namespace's next pid
+            // (`ns_last_pid`) to the number the machine's next pid will likely have, until
+            // a creator gets the same number in both namespaces.
+            let report = Pipe::new();
+            for _ in 0..500 {
+                let creator = fork(|| {
+                    let pids = ns_pids();
+                    if pids.len() != 2 || pids[0] != pids[1] {
+                        report.send_i32(pids.first().copied().unwrap_or(-1));
+                        return 0;
+                    }
+                    report.send_i32(0);
+                    let Ok(c) = Cortex::<u64, PidLock>::new(key, 7, None) else {
+                        made.send(2);
+                        return 3;
+                    };
+                    made.send(1);
+                    made.send_i32(pids[1]);
+                    made.send_i32(c.semaphore_sets()[0]);
+                    done.recv();
+                    drop(c);
+                    0
+                });
+                let machine_pid = report.recv_i32();
+                let code = creator.wait();
+                if machine_pid == 0 {
+                    return match code {
+                        Exit::Code(code) => code,
+                        Exit::Signal(sig) => 100 + sig,
+                    };
+                }
+                if machine_pid < 0 {
+                    return 4;
+                }
+                // The next pid here is one past this creator's number on the machine.
+                if std::fs::write("/proc/sys/kernel/ns_last_pid", machine_pid.to_string()).is_err()
+                {
+                    return 5;
+                }
+            }
+            6
+        });
+        match first.wait() {
+            Exit::Code(code) => code,
+            Exit::Signal(sig) => 100 + sig,
+        }
+    });
+    let Some(1) = made.recv_timeout(Duration::from_secs(60)) else {
+        let outcome = child.wait();
+        if skipped(outcome) {
+            return;
+        }
+        panic!("no creator with equal pid numbers (exit {outcome:?}: 4-6 see the test)");
+    };
+    let pid = made.recv_i32();
+    let set = made.recv_i32();
+    let id = neocortex_sys::shm::shmget(key, 0, 0).unwrap();
+    assert_eq!(
+        neocortex_sys::shm::stat(id).unwrap().cpid,
+        pid,
+        "the creator's pid here is the number it has in its own namespace"
+    );
+    match Cortex::<u64, PidLock>::attach(key) {
+        Err(e) if e.kind() == ErrorKind::InvalidInput && e.to_string().contains("namespace") => {}
+        other => panic!("a pid-based lock across pid namespaces must be refused: {other:?}"),
+    }
+    done.send(1);
+    assert_eq!(child.wait(), Exit::Code(0));
+    assert_gone(key, &[id], &[set]);
+}
+
+#[test]
 fn a_semaphore_excludes_and_recovers_across_pid_namespaces() {
     let key = unique_key("semaphore_other_namespace");
     let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 0, None).unwrap();
