@@ -281,3 +281,54 @@ fn names_truncate_on_char_boundaries() {
         .describe()
         .contains("`u64` (8 bytes, align 8) with lock `semaphore`"));
 }
+
+#[test]
+fn a_name_debugs_as_its_text() {
+    assert_eq!(format!("{:?}", Name::new("u64")), "\"u64\"");
+}
+
+/// Each of `check_consistent`'s conditions refuses on its own: a descriptor that breaks
+/// exactly one of them (and keeps the others) is refused.
+#[test]
+fn every_consistency_condition_refuses_on_its_own() {
+    fn ok(d: &Descriptor) -> bool {
+        d.check_consistent(d.layout.total_size).is_ok()
+    }
+    let base = descriptor(8, 1);
+    assert!(ok(&base));
+    let least = SegmentLayout::new((0, 1), (8, 1), 0).unwrap();
+    assert_eq!(base.layout.lock_offset, least.lock_offset);
+    let with = |change: &dyn Fn(&mut SegmentLayout)| {
+        let mut d = base;
+        change(&mut d.layout);
+        d
+    };
+    // The member table elsewhere.
+    assert!(!ok(&with(&|l| l.members_offset += 64)));
+    // The lock state before where it can start.
+    assert!(!ok(&with(&|l| l.lock_offset -= 8)));
+    // The value before the lock state (both aligned, the sizes adding up).
+    assert!(!ok(&with(&|l| l.lock_offset = l.data_offset + 64)));
+    // The value misaligned (the sizes adding up).
+    assert!(!ok(&with(&|l| {
+        l.data_offset += 4;
+        l.total_size += 4;
+    })));
+    // The sizes not adding up.
+    assert!(!ok(&with(&|l| l.total_size += 8)));
+    // More bytes than the segment has.
+    assert!(base.check_consistent(base.layout.total_size - 1).is_err());
+
+    // Alignment: up to a page, a power of two.
+    let paged = |align: u64| Descriptor {
+        layout: SegmentLayout::new((4, 4), (8, align as usize), 1).unwrap(),
+        elem_align: align,
+        ..base
+    };
+    assert!(ok(&paged(4096)));
+    assert!(!ok(&paged(8192)));
+    assert!(!ok(&Descriptor {
+        elem_align: 12,
+        ..base
+    }));
+}
