@@ -9,12 +9,12 @@
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{assert_gone, fork, park, unique_key, Exit, Pipe};
 use neocortex::{
     Acquired, Cortex, CortexResult, CortexSync, ErrorKind, InPlace, LockContext, Permission,
-    Remaining, Semaphore, Wait,
+    Remaining, Semaphore, Wait, ATTACH_INIT_WAIT,
 };
 
 neocortex::shm_safe! {
@@ -237,6 +237,60 @@ fn a_pid_based_lock_is_refused_across_namespaces_even_when_the_pid_numbers_agree
     done.send(1);
     assert_eq!(child.wait(), Exit::Code(0));
     assert_gone(key, &[id], &[set]);
+}
+
+/// A creator killed in its initialiser, looked at from a pid namespace where it is
+/// invisible (the kernel reports creator pid 0 there): its member token, which the kernel
+/// released at its death, says it died, so attach says so at once rather than waiting for
+/// a creator it cannot see.
+#[test]
+fn a_creator_killed_mid_creation_is_dead_from_a_pid_namespace_that_cannot_see_it() {
+    let _guard = common::watchdog();
+    let key = unique_key("creator_killed_seen_from_other_namespace");
+    let in_init = Pipe::new();
+    let creator = fork(|| {
+        let _ = Cortex::<u64, Semaphore>::new_with(key, None, |_| {
+            in_init.send(1);
+            park()
+        });
+        2
+    });
+    in_init.recv();
+    creator.signal(libc::SIGKILL);
+    assert_eq!(creator.wait(), Exit::Signal(libc::SIGKILL));
+    let info = neocortex::inspect::segment(key).unwrap();
+    let sets = info
+        .neocortex
+        .as_ref()
+        .expect("a neocortex segment")
+        .semaphore_sets
+        .clone();
+    let outcome = in_another_pid_namespace(|| {
+        let start = Instant::now();
+        match Cortex::<u64, Semaphore>::attach(key) {
+            Err(e)
+                if e.kind() == ErrorKind::NotInitialized
+                    && e.to_string().contains("died before finishing") =>
+            {
+                if start.elapsed() < ATTACH_INIT_WAIT {
+                    0
+                } else {
+                    3
+                }
+            }
+            Err(_) => 4,
+            Ok(_) => 5,
+        }
+    });
+    if !skipped(outcome) {
+        assert_eq!(
+            outcome,
+            Exit::Code(0),
+            "NotInitialized, creator dead, at once (3: only after the wait, 4: another error)"
+        );
+    }
+    Cortex::<u64, Semaphore>::remove_stale(key).unwrap();
+    assert_gone(key, &[info.shmid], &sets);
 }
 
 #[test]
