@@ -221,6 +221,29 @@ fn a_segment_smaller_than_a_header_is_refused() {
     );
     drop(raw);
     assert_gone(key, &[], &[]);
+
+    // The message gives the least size; garbage of exactly that size is looked at (and
+    // refused as garbage), one byte less is refused for its size.
+    let text = err.to_string();
+    let least: usize = text
+        .split("smaller than a neocortex header: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the message names the least size: {text}"));
+    for (size, smaller) in [(least - 1, true), (least, false)] {
+        let key = unique_key(&format!("a_segment_of_{size}_bytes"));
+        let raw = RawSegment::new(key, size, |b| b.fill(0xff));
+        let err = Cortex::<u8, Semaphore>::attach(key).unwrap_err();
+        assert!(matches!(err, CortexError::ForeignSegment { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string().contains("smaller than a neocortex header"),
+            smaller,
+            "{size} bytes: {err}"
+        );
+        drop(raw);
+        assert_gone(key, &[], &[]);
+    }
 }
 
 #[test]

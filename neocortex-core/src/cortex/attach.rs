@@ -181,7 +181,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
                 key: key.raw(),
                 reason: format!(
                     "it is not a neocortex segment ({real_size} bytes, smaller than a neocortex \
-                     header)"
+                     header: {MIN_SIZE} bytes)"
                 ),
             });
         }

@@ -217,7 +217,8 @@ impl SegmentView {
             return Err(CortexError::ForeignSegment {
                 key,
                 reason: format!(
-                    "it is not a neocortex segment ({} bytes, smaller than a neocortex header)",
+                    "it is not a neocortex segment ({} bytes, smaller than a neocortex header: \
+                     {MIN_SIZE} bytes)",
                     stat.size
                 ),
             });
