@@ -26,6 +26,7 @@
 //! | `create.rollback_members` | removing the members set after a failed step | `semctl(IPC_RMID)` |
 //! | `create.rollback_rmid` | removing a segment after a failed step | `shmctl(IPC_RMID)` |
 //! | `attach.shmget` | before looking the key up | `shmget` |
+//! | `attach.shmat` | found and checked, mapping it | `shmat` |
 //! | `attach.before_validate` | attached, header not yet checked | — |
 //! | `lock.acquired` | right after a guard's lock is taken | — |
 //! | `drop.before_remove` | an owner's drop, before removing anything | — |

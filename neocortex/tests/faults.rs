@@ -290,3 +290,34 @@ fn an_owner_removal_after_ipcrm_is_ok_and_removes_the_rest() {
         }
     });
 }
+
+/// A segment removed between attach's lookup and its mapping (`shmat` fails with `EIDRM`, or
+/// `EINVAL` once the id is gone) is as good as never there: `NotFound`, saying so. Other
+/// `shmat` failures keep their own kind.
+#[test]
+fn a_segment_removed_while_attaching_is_not_found() {
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("a_segment_removed_while_attaching");
+        let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 1, None).unwrap();
+        for errno in [libc::EIDRM, libc::EINVAL] {
+            failpoints::set("attach.shmat", Some(Action::Errno(errno)));
+            let result = Cortex::<u64, Semaphore>::attach(key);
+            failpoints::set("attach.shmat", None);
+            let err = result.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound, "errno {errno}: {err}");
+            assert!(err.to_string().contains("removed meanwhile"), "{err}");
+        }
+        failpoints::set("attach.shmat", Some(Action::Errno(libc::ENOMEM)));
+        let result = Cortex::<u64, Semaphore>::attach(key);
+        failpoints::set("attach.shmat", None);
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::LimitReached, "{err}");
+        assert!(!err.to_string().contains("removed meanwhile"), "{err}");
+        let other: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
+        assert_eq!(other.read().unwrap(), 1);
+        let made = Made::of(&cortex);
+        drop((other, cortex));
+        made.assert_gone();
+    });
+}

@@ -185,17 +185,19 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
                 ),
             });
         }
-        let map = Mapping::attach(id, real_size, false).map_err(|e| match e.errno {
-            // Removed between shmget and shmat: as good as never there.
-            Errno::EIDRM | Errno::EINVAL => CortexError::clean_with_hint(
-                "attach",
-                key.raw(),
-                ErrorKind::NotFound,
-                e.os(),
-                "the segment was removed meanwhile",
-            ),
-            _ => CortexError::clean("attach", key.raw(), e.os()),
-        })?;
+        let map = failpoints::hit("attach.shmat", "shmat")
+            .and_then(|()| Mapping::attach(id, real_size, false))
+            .map_err(|e| match e.errno {
+                // Removed between shmget and shmat: as good as never there.
+                Errno::EIDRM | Errno::EINVAL => CortexError::clean_with_hint(
+                    "attach",
+                    key.raw(),
+                    ErrorKind::NotFound,
+                    e.os(),
+                    "the segment was removed meanwhile",
+                ),
+                _ => CortexError::clean("attach", key.raw(), e.os()),
+            })?;
         failpoints::reach("attach.before_validate");
         match Self::validate(key, &map, (ds.cpid, ds.ctime), creator_uid) {
             Ok((len, members, lock)) => {
