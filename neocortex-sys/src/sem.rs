@@ -547,4 +547,29 @@ mod tests {
         let err = unsafe { semop_polled(id, &mut [op(0, -1, 0)], Some(Duration::from_secs(30))) };
         assert!(gone.contains(&err.unwrap_err().errno));
     }
+
+    #[test]
+    fn get_all_refuses_a_short_buffer_and_fills_a_long_one() {
+        let id = semget(IPC_PRIVATE, 3, libc::IPC_CREAT | 0o600).unwrap();
+        let set = HeldSet(id);
+        for (num, value) in [(0, 4), (1, 5), (2, 6)] {
+            // SAFETY: a private set this test alone uses.
+            unsafe { set_value(id, num, value) }.unwrap();
+        }
+        let mut short = [0u16; 2];
+        assert_eq!(get_all(id, &mut short).unwrap_err().errno, Errno::ERANGE);
+        assert_eq!(
+            short,
+            [0, 0],
+            "nothing written into a buffer that is too short"
+        );
+        let mut long = [9u16; 4];
+        get_all(id, &mut long).unwrap();
+        assert_eq!(
+            long,
+            [4, 5, 6, 9],
+            "the set's values, and nothing past them"
+        );
+        drop(set);
+    }
 }
