@@ -6,11 +6,17 @@
 )]
 
 mod common;
+#[path = "../examples/custom_lock/spinlock.rs"]
+mod spinlock;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{fork, unique_key, Made, Pipe};
-use neocortex::{Cortex, CortexSync, ErrorKind, InPlace, Semaphore, SysvSemaphore};
+use neocortex::{
+    Acquired, Cortex, CortexResult, CortexSync, ErrorKind, InPlace, LockContext, Permission,
+    Remaining, RwSemaphore, Semaphore, SysvSemaphore, Wait,
+};
 use neocortex_sys::sem;
 
 #[test]
@@ -124,5 +130,174 @@ fn a_waiter_for_a_change_is_told_when_the_owner_removes_the_segment() {
     common::wait_until_asleep_in(waiter.pid(), &[libc::SYS_futex], "waiting for a change");
     owner.remove().unwrap();
     waiter.expect_success("the waiter saw LockRemoved, not a new version");
+    made.assert_gone();
+}
+
+/// A holder dies holding the lock, the next holder leaves the value unrepaired, then the
+/// owner removes the segment: every access of a process still attached is `LockRemoved`
+/// (the segment is gone for good), not `OwnerDied` (which asks for a repair that can no
+/// longer help), also where the lock itself is still free to take.
+fn removal_after_a_holders_death_is_lock_removed<L: CortexSync<Access = InPlace>>(name: &str) {
+    let key = unique_key(name);
+    let owner: Cortex<u64, L> = Cortex::new(key, 1, None).unwrap();
+    let made = Made::of(&owner);
+    let attached = Pipe::new();
+    let go = Pipe::new();
+    let later = fork(|| {
+        let Ok(c) = Cortex::<u64, L>::attach(key) else {
+            return 2;
+        };
+        // Locked once: this process has its member token before the removal.
+        if c.lock().is_err() {
+            return 3;
+        }
+        attached.send(1);
+        go.recv();
+        let removed = |r: Result<(), neocortex::CortexError>| matches!(r, Err(e) if e.kind() == ErrorKind::LockRemoved);
+        let all = [
+            removed(c.read().map(drop)),
+            removed(c.lock_timeout(common::LOCK_WAIT).map(drop)),
+            removed(c.lock_shared().map(drop)),
+            removed(c.update(|v| *v += 1)),
+            removed(c.write(3)),
+        ];
+        if all.iter().all(|&r| r) {
+            0
+        } else {
+            eprintln!("accesses after a holder's death and the removal: {all:?}");
+            5
+        }
+    });
+    attached.recv();
+    let holding = Pipe::new();
+    let holder = fork(|| {
+        let Ok(c) = Cortex::<u64, L>::attach(key) else {
+            return 2;
+        };
+        let Ok(_g) = c.lock() else { return 3 };
+        holding.send(1);
+        common::park()
+    });
+    holding.recv();
+    holder.signal(libc::SIGKILL);
+    assert_eq!(holder.wait(), common::Exit::Signal(libc::SIGKILL));
+    let guard = owner.lock_timeout(common::LOCK_WAIT).unwrap();
+    assert!(guard.owner_died());
+    drop(guard); // not repaired
+    owner.remove().unwrap();
+    go.send(1);
+    later.expect_success("LockRemoved for every access, not OwnerDied");
+    made.assert_gone();
+}
+
+#[test]
+fn removal_after_a_holders_death_is_lock_removed_for_every_lock() {
+    let _guard = common::watchdog();
+    removal_after_a_holders_death_is_lock_removed::<Semaphore>("death_then_removal_semaphore");
+    removal_after_a_holders_death_is_lock_removed::<SysvSemaphore>("death_then_removal_sysv");
+    removal_after_a_holders_death_is_lock_removed::<RwSemaphore>("death_then_removal_rw");
+    removal_after_a_holders_death_is_lock_removed::<spinlock::SpinLock>(
+        "death_then_removal_spinlock",
+    );
+}
+
+neocortex::shm_safe! {
+    /// [`Oblivious`]'s word: 0 free, 1 held.
+    #[derive(Debug)]
+    pub struct FlagState {
+        word: AtomicU32,
+    }
+}
+
+/// A lock that knows nothing of removal (its `destroy` does nothing, and taking it needs no
+/// kernel object): the header's removed mark is all that tells its users.
+#[derive(Debug)]
+struct Oblivious;
+
+// SAFETY: exclusion by CAS of the word from 0 to 1 (Acquire) and a store of 0 (Release);
+// the word is the only state; no holder of it dies in this test (a dead holder would block
+// it: it never takes over); waits honour `Wait`.
+unsafe impl CortexSync for Oblivious {
+    type Settings = ();
+    type State = FlagState;
+    type Access = InPlace;
+    const KIND: &'static str = "test-oblivious";
+    fn permission(_: &()) -> Permission {
+        Permission::OwnerOnly
+    }
+    fn create(_: &LockContext<'_>, _: &FlagState, _: &()) -> CortexResult<Self> {
+        Ok(Oblivious)
+    }
+    fn attach(_: &LockContext<'_>, _: &FlagState) -> CortexResult<Self> {
+        Ok(Oblivious)
+    }
+    fn lock(&self, cx: &LockContext<'_>, state: &FlagState, wait: Wait) -> CortexResult<Acquired> {
+        loop {
+            if state
+                .word
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(Acquired::Released);
+            }
+            if matches!(wait.remaining(), Remaining::NoWait | Remaining::Expired) {
+                return Err(wait.gave_up(cx.key()));
+            }
+            std::thread::yield_now();
+        }
+    }
+    unsafe fn unlock(&self, _: &LockContext<'_>, state: &FlagState) -> CortexResult<()> {
+        state.word.store(0, Ordering::Release);
+        Ok(())
+    }
+    fn destroy(_: &LockContext<'_>, _: &FlagState) -> CortexResult<()> {
+        Ok(())
+    }
+}
+
+/// A holder that panicked left the value unrepaired, then the owner removed the segment;
+/// the lock itself is still free to take. A process still attached gets `LockRemoved` from
+/// every access: the segment is gone for good, and `OwnerDied` would ask for a repair that
+/// can no longer help.
+#[test]
+fn removal_trumps_an_unrepaired_value_for_a_lock_that_knows_nothing_of_removal() {
+    let _guard = common::watchdog();
+    let key = unique_key("removal_trumps_unrepaired");
+    let owner: Cortex<u64, Oblivious> = Cortex::new(key, 1, None).unwrap();
+    let made = Made::of(&owner);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut guard = owner.lock().unwrap();
+        *guard = 2;
+        panic!("a holder panics mid-update (this panic is the test's)");
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(owner.read().unwrap_err().kind(), ErrorKind::OwnerDied);
+    let attached = Pipe::new();
+    let go = Pipe::new();
+    let later = fork(|| {
+        let Ok(c) = Cortex::<u64, Oblivious>::attach(key) else {
+            return 2;
+        };
+        attached.send(1);
+        go.recv();
+        let removed = |r: Result<(), neocortex::CortexError>| matches!(r, Err(e) if e.kind() == ErrorKind::LockRemoved);
+        let all = [
+            removed(c.read().map(drop)),
+            removed(c.lock().map(drop)),
+            removed(c.lock_shared().map(drop)),
+            removed(c.update(|v| *v += 1)),
+            removed(c.write(3)),
+        ];
+        if all.iter().all(|&r| r) {
+            0
+        } else {
+            eprintln!("accesses after the removal: {all:?}");
+            5
+        }
+    });
+    attached.recv();
+    owner.remove().unwrap();
+    go.send(1);
+    later.expect_success("LockRemoved for every access, not OwnerDied");
     made.assert_gone();
 }
