@@ -321,3 +321,46 @@ fn a_segment_removed_while_attaching_is_not_found() {
         made.assert_gone();
     });
 }
+
+/// Each way `shmget` can refuse a new segment gets its kind and a next step, and leaves
+/// nothing behind; huge pages have their own (a reservation, a group), plain memory its.
+#[test]
+fn every_shmget_refusal_says_what_to_do() {
+    use ErrorKind::{InvalidInput as Invalid, LimitReached as Limit, PermissionDenied as Denied};
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("every_shmget_refusal");
+        let before = objects();
+        // (huge pages, errno, kind, the hint; "" for none of these hints)
+        let cases = [
+            (false, libc::EINVAL, Invalid, "kernel.shmmax"),
+            (false, libc::ENOSPC, Limit, "kernel.shmmni"),
+            (false, libc::ENOMEM, Limit, "not enough memory"),
+            (false, libc::EACCES, Denied, "the key is taken by"),
+            (false, libc::EPERM, Denied, ""),
+            (true, libc::ENOMEM, Limit, "no huge pages are free"),
+            (true, libc::EPERM, Limit, "vm.hugetlb_shm_group"),
+        ];
+        for (huge, errno, kind, hint) in cases {
+            let builder = neocortex::CortexBuilder::new(1u64).key(key);
+            let builder = if huge { builder.huge_pages() } else { builder };
+            failpoints::set("create.shmget", Some(Action::Errno(errno)));
+            let result = builder.with_default_lock::<Semaphore>();
+            failpoints::set("create.shmget", None);
+            let err = result.unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.kind(), kind, "huge pages {huge}, errno {errno}: {text}");
+            assert!(!err.is_dirty(), "{text}");
+            assert!(
+                text.contains(hint),
+                "huge pages {huge}, errno {errno}: {text}"
+            );
+            for (_, _, _, other) in cases {
+                if other != hint && !other.is_empty() {
+                    assert!(!text.contains(other), "only its own hint: {text}");
+                }
+            }
+            assert_eq!(objects(), before, "nothing left");
+        }
+    });
+}
