@@ -364,3 +364,37 @@ fn every_shmget_refusal_says_what_to_do() {
         }
     });
 }
+
+/// A rollback that finds the members set already gone (`EINVAL`, `EIDRM`: removed from
+/// outside meanwhile) has nothing left to report; one that cannot remove it (`EPERM`)
+/// names it.
+#[test]
+fn a_rollback_names_a_members_set_it_could_not_remove_and_only_that() {
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("a_rollback_and_the_members_set");
+        let before = objects();
+        for errno in [libc::EINVAL, libc::EIDRM, libc::EPERM] {
+            failpoints::set("create.lock", Some(Action::Errno(libc::ENOSPC)));
+            failpoints::set("create.rollback_members", Some(Action::Errno(errno)));
+            let result = Cortex::<u64, Semaphore>::new(key, 1, None);
+            failpoints::set("create.lock", None);
+            failpoints::set("create.rollback_members", None);
+            let err = result.unwrap_err();
+            let (shm_now, sem_now) = objects();
+            assert_eq!(shm_now, before.0, "errno {errno}: the segment was removed");
+            // The failure point kept the set; it is the only new one.
+            let sets: Vec<i32> = sem_now.difference(&before.1).copied().collect();
+            assert_eq!(sets.len(), 1, "errno {errno}");
+            if errno == libc::EPERM {
+                assert!(err.is_dirty(), "{err:?}");
+                assert_eq!(err.leftovers(), &[Leftover::SemaphoreSet(sets[0])], "{err}");
+            } else {
+                assert!(!err.is_dirty(), "errno {errno}: nothing to report: {err:?}");
+            }
+            // SAFETY: an object this test made itself, used by nobody else.
+            unsafe { sem::remove(sets[0]) }.unwrap();
+            assert_eq!(objects(), before);
+        }
+    });
+}
