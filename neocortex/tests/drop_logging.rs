@@ -55,3 +55,26 @@ fn a_dirty_drop_is_logged_once_naming_what_is_left() {
     unsafe { sem::remove(semid) }.expect("the semaphore set is left, as the log said");
     assert_gone(key, &[shmid], &[semid]);
 }
+
+/// The healthy lifetime logs nothing at error or warning level: creation (whose rollback
+/// guard is dropped unused), attach, access, detach and the owner's removal.
+#[test]
+fn a_healthy_lifetime_logs_no_error_or_warning() {
+    let _guard = common::watchdog();
+    let key = common::unique_key("a_healthy_lifetime_logs_nothing");
+    let ((), events) = capture_logs(|| {
+        let cortex = Cortex::<u64, Semaphore>::new(key, 1, None).unwrap();
+        let other = Cortex::<u64, Semaphore>::attach(key).unwrap();
+        other.write(2).unwrap();
+        assert_eq!(cortex.read().unwrap(), 2);
+        let made = common::Made::of(&cortex);
+        drop(other);
+        cortex.remove().unwrap();
+        made.assert_gone();
+    });
+    let loud: Vec<_> = events
+        .iter()
+        .filter(|e| e.level <= tracing::Level::WARN)
+        .collect();
+    assert!(loud.is_empty(), "{loud:?}");
+}
