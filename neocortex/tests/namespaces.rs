@@ -372,3 +372,113 @@ fn a_semaphore_excludes_and_recovers_across_pid_namespaces() {
     drop(cortex);
     assert_gone(key, &[id], &sets);
 }
+
+/// The creator's liveness as the operator's view reports it (`creator_alive`), from the
+/// segment of `key`.
+fn creator_alive(key: i32) -> Option<bool> {
+    neocortex::inspect::segment(key)
+        .expect("inspect the segment")
+        .neocortex
+        .expect("a neocortex segment")
+        .creator_alive
+}
+
+/// Removes the members set of `key`'s segment, as `ipcrm -s` would; returns its id.
+fn remove_members_set(key: i32) -> i32 {
+    let info = neocortex::inspect::segment(key).expect("inspect the segment");
+    let set = info
+        .neocortex
+        .and_then(|nc| nc.members_set)
+        .expect("a neocortex segment with a members set");
+    // SAFETY: what `ipcrm -s` does, to this test's own set; the test checks the aftermath.
+    unsafe { neocortex_sys::sem::remove(set) }.expect("remove the members set");
+    set
+}
+
+/// Without the members set (removed from outside), whether the creator lives is asked of
+/// its pid: by its recorded identity in the same pid namespace, by the kernel's pid where
+/// the creator is in another namespace that this one can see, and not at all ("cannot
+/// tell") where this namespace cannot see it.
+#[test]
+fn a_creator_is_judged_by_pid_when_the_members_set_is_gone() {
+    let _guard = common::watchdog();
+    // The same namespace: alive (this process), then dead (a child that exits).
+    let key = unique_key("creator_by_pid_here");
+    let cortex: Cortex<u64, Semaphore> = Cortex::new(key, 0, None).unwrap();
+    let set = remove_members_set(key);
+    assert_eq!(creator_alive(key), Some(true), "this process made it");
+    let outcome = in_another_pid_namespace(|| match creator_alive(key) {
+        None => 0,
+        Some(alive) => 10 + i32::from(alive),
+    });
+    let elsewhere = !skipped(outcome);
+    if elsewhere {
+        assert_eq!(
+            outcome,
+            Exit::Code(0),
+            "cannot tell from where it is invisible"
+        );
+    }
+    let id = cortex.segment_id();
+    drop(cortex);
+    assert_gone(key, &[id], &[set]);
+
+    let key = unique_key("creator_by_pid_dead");
+    let made = fork(|| match Cortex::<u64, Semaphore>::new(key, 0, None) {
+        Ok(c) => match c.detach() {
+            Ok(()) => 0,
+            Err(_) => 3,
+        },
+        Err(_) => 2,
+    });
+    assert_eq!(made.wait(), Exit::Code(0));
+    let set = remove_members_set(key);
+    assert_eq!(creator_alive(key), Some(false), "its creator exited");
+    let id = neocortex_sys::shm::shmget(key, 0, 0).unwrap();
+    Cortex::<u64, Semaphore>::remove_stale(key).unwrap();
+    assert_gone(key, &[id], &[set]);
+    if !elsewhere {
+        return;
+    }
+
+    // A creator in a pid namespace below this one (its pid there is not its pid here).
+    let key = unique_key("creator_by_pid_below");
+    let ready = Pipe::new();
+    let child = fork(|| {
+        // SAFETY: as in `in_another_pid_namespace`.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return 77;
+        }
+        // The creator (the namespace's first process) stays until this child is killed,
+        // and dies with it (a test child dies with its parent).
+        let _creator = fork(|| {
+            let Ok(_c) = Cortex::<u64, Semaphore>::new(key, 0, None) else {
+                return 2;
+            };
+            ready.send(1);
+            park()
+        });
+        park()
+    });
+    assert_eq!(ready.recv_timeout(Duration::from_secs(30)), Some(1));
+    let set = remove_members_set(key);
+    assert_eq!(
+        creator_alive(key),
+        Some(true),
+        "alive, seen through the kernel's pid"
+    );
+    let id = neocortex_sys::shm::shmget(key, 0, 0).unwrap();
+    child.signal(libc::SIGKILL); // its namespace ends, and the creator with it
+    assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while creator_alive(key) != Some(false) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        creator_alive(key),
+        Some(false),
+        "dead once its namespace ended"
+    );
+    Cortex::<u64, Semaphore>::remove_stale(key).unwrap();
+    assert_gone(key, &[id], &[set]);
+}

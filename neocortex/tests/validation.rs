@@ -241,6 +241,14 @@ fn a_segment_smaller_than_a_header_is_refused() {
             smaller,
             "{size} bytes: {err}"
         );
+        // `new` on the key judges the size alike before it looks at the header.
+        let err = Cortex::<u8, Semaphore>::new(key, 1, None).unwrap_err();
+        assert_eq!(
+            err.to_string()
+                .contains(&format!("({size} bytes) is not a neocortex segment")),
+            smaller,
+            "{size} bytes: {err}"
+        );
         drop(raw);
         assert_gone(key, &[], &[]);
     }
