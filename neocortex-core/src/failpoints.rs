@@ -31,6 +31,7 @@
 //! | `lock.acquired` | right after a guard's lock is taken | — |
 //! | `drop.before_remove` | an owner's drop, before removing anything | — |
 //! | `drop.rmid` | an owner's drop, removing the segment | `shmctl(IPC_RMID)` |
+//! | `reclaim.rmid` | removing a stale segment (`remove_stale`, `new`, the tool's `gc`/`rm`) | `shmctl(IPC_RMID)` |
 
 use neocortex_sys::{Errno, SysError, SysResult};
 

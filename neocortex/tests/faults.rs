@@ -398,3 +398,69 @@ fn a_rollback_names_a_members_set_it_could_not_remove_and_only_that() {
         }
     });
 }
+
+/// A segment left ready by a creator that detached and exited: stale, for `remove_stale`.
+fn orphan(key: i32) -> i32 {
+    let child = fork(|| match Cortex::<u64, Semaphore>::new(key, 7, None) {
+        Ok(c) => match c.detach() {
+            Ok(()) => 0,
+            Err(_) => 3,
+        },
+        Err(_) => 2,
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
+    shm::shmget(key, 0, 0).expect("the orphan's segment")
+}
+
+/// Reclaiming a stale segment whose `IPC_RMID` fails keeps it whole (its lock and members
+/// set too: it is still usable) and names it; one that finds it already gone from outside
+/// (`EIDRM`, `EINVAL`) removes the rest and is done.
+#[test]
+fn a_reclaim_that_cannot_remove_the_segment_keeps_it_whole() {
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let key = unique_key("a_reclaim_that_cannot_remove");
+        let base = objects();
+        let id = orphan(key);
+        let before = objects();
+        failpoints::set("reclaim.rmid", Some(Action::Errno(libc::EPERM)));
+        let result = Cortex::<u64, Semaphore>::remove_stale(key);
+        failpoints::set("reclaim.rmid", None);
+        let err = result.unwrap_err();
+        assert!(err.is_dirty(), "{err:?}");
+        assert_eq!(err.leftovers(), &[Leftover::Segment(id)], "{err}");
+        assert_eq!(
+            objects(),
+            before,
+            "the segment and its members set are kept"
+        );
+        let again: Cortex<u64, Semaphore> = Cortex::attach(key).unwrap();
+        assert_eq!(again.read().unwrap(), 7, "and still usable");
+        drop(again);
+        // Its members set removed from outside meanwhile: the rest goes, and that is all.
+        let sets: Vec<i32> = objects().1.difference(&base.1).copied().collect();
+        assert_eq!(sets.len(), 1);
+        // SAFETY: what `ipcrm -s` does, to this test's own set; the test checks the aftermath.
+        unsafe { sem::remove(sets[0]) }.unwrap();
+        Cortex::<u64, Semaphore>::remove_stale(key).unwrap();
+        assert_eq!(objects(), base);
+
+        for errno in [libc::EIDRM, libc::EINVAL] {
+            let id = orphan(key);
+            failpoints::set("reclaim.rmid", Some(Action::Errno(errno)));
+            let result = Cortex::<u64, Semaphore>::remove_stale(key);
+            failpoints::set("reclaim.rmid", None);
+            result.unwrap_or_else(|e| panic!("errno {errno}: {e}"));
+            let (segments, sets) = objects();
+            assert_eq!(sets, base.1, "errno {errno}: the members set was removed");
+            assert_eq!(
+                segments.difference(&base.0).copied().collect::<Vec<_>>(),
+                [id],
+                "errno {errno}: only the segment that the failure point kept"
+            );
+            // SAFETY: an object this test made itself, used by nobody else.
+            unsafe { shm::remove(id) }.unwrap();
+            assert_eq!(objects(), base);
+        }
+    });
+}

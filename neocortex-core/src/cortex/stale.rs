@@ -17,6 +17,7 @@ use neocortex_sys::{shm, Errno, SysError};
 
 use super::{Cortex, Occupant};
 use crate::error::{CortexError, CortexResult, ErrorKind, IntoOs, Leftover};
+use crate::failpoints;
 use crate::header::{Descriptor, Header, Published};
 use crate::inspect::{LockKind, Verdict};
 use crate::key::Key;
@@ -259,11 +260,15 @@ pub(crate) fn remove_occupant(
             ),
         })
     } else {
-        // SAFETY: either the segment is stale (its creator is gone and nobody but this
-        // process, which only inspects it, is attached, so nobody relies on it), or the
-        // caller forces the removal on an operator's explicit request; then every attached
-        // process is told below through the header's removed mark and the lock's destroy.
-        match unsafe { shm::remove(id) } {
+        let rmid = failpoints::hit("reclaim.rmid", "shmctl(IPC_RMID)").and_then(|()| {
+            // SAFETY: either the segment is stale (its creator is gone and nobody but this
+            // process, which only inspects it, is attached, so nobody relies on it), or the
+            // caller forces the removal on an operator's explicit request; then every
+            // attached process is told below through the header's removed mark and the
+            // lock's destroy.
+            unsafe { shm::remove(id) }
+        });
+        match rmid {
             Ok(()) => Ok(()),
             Err(e) if gone(&e) => Ok(()),
             Err(e) => Err(CortexError::dirty(
