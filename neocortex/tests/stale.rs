@@ -190,3 +190,77 @@ fn a_live_owners_segment_is_never_touched() {
         made.assert_gone();
     });
 }
+
+/// A zero-filled segment left by a dead process, on a key where `new_slice` wants to create:
+/// `(size, reclaimed)` for each size, with `slice_of` making the slice (its element type
+/// and lock fixed by the caller).
+fn blank_debris_of_sizes(name: &str, sizes: &[(usize, bool)], slice_of: impl Fn(i32) -> bool) {
+    for (i, &(size, reclaimed)) in sizes.iter().enumerate() {
+        let key = unique_key(&format!("{name}_{i}"));
+        let child =
+            fork(
+                || match shm::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
+                    Ok(_) => 0,
+                    Err(_) => 2,
+                },
+            );
+        child.expect_success("shmget then exit");
+        let id = shm::shmget(key, 0, 0).expect("the debris");
+        assert_eq!(
+            slice_of(key),
+            reclaimed,
+            "{name}: a blank segment of {size} bytes is reclaimed: {reclaimed}"
+        );
+        if reclaimed {
+            assert!(shm::stat(id).is_err(), "the debris is removed");
+        } else {
+            // SAFETY: an object this test made itself, used by nobody else.
+            unsafe { shm::remove(id) }.expect("remove the debris");
+        }
+        assert_gone(key, &[id], &[]);
+    }
+}
+
+/// Debris with a blank header (its creator died before writing it) is reclaimed only when
+/// its size is one that the caller's slice type could have made: the layout's fixed part
+/// plus a whole number of elements.
+#[test]
+fn blank_debris_is_reclaimed_for_a_slice_only_at_a_size_the_slice_could_have() {
+    let _guard = common::watchdog();
+    in_private_ipc_namespace(|| {
+        let probe = unique_key("blank_debris_probe");
+        let size_of = |id: i32| shm::stat(id).unwrap().size as usize;
+        let words: Cortex<[u32], Semaphore> = Cortex::new_slice_zeroed(probe, 0, None).unwrap();
+        let fixed = size_of(words.segment_id());
+        drop(words);
+        let new_words = |key| match Cortex::<[u32], Semaphore>::new_slice_zeroed(key, 3, None) {
+            Ok(c) => {
+                drop(c);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+            Err(e) => panic!("{e}"),
+        };
+        blank_debris_of_sizes(
+            "blank_u32",
+            &[(fixed + 12, true), (fixed + 13, false), (fixed - 4, false)],
+            new_words,
+        );
+        let units: Cortex<[()], Semaphore> = Cortex::new_slice_zeroed(probe, 0, None).unwrap();
+        let fixed = size_of(units.segment_id());
+        drop(units);
+        let new_units = |key| match Cortex::<[()], Semaphore>::new_slice_zeroed(key, 5, None) {
+            Ok(c) => {
+                drop(c);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+            Err(e) => panic!("{e}"),
+        };
+        blank_debris_of_sizes(
+            "blank_unit",
+            &[(fixed, true), (fixed + 8, false)],
+            new_units,
+        );
+    });
+}
