@@ -100,6 +100,8 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
             let sleepers = header.sleepers();
             sleepers.fetch_add(1, Ordering::SeqCst);
             let s = seq.load(Ordering::SeqCst);
+            // A removal moves the counter too, after marking the header: having seen the move
+            // (SeqCst), this load sees the mark.
             if header.is_removed() {
                 sleepers.fetch_sub(1, Ordering::SeqCst);
                 return Err(CortexError::lock_removed(self.key(), None));
@@ -129,15 +131,7 @@ impl<T: ?Sized + Value, L: CortexSync> Cortex<T, L> {
                 slept = Duration::ZERO;
                 self.check_not_removed_from_outside()?;
             }
-            let now = seq.load(Ordering::SeqCst) >> 1;
-            if now != since {
-                // A removal moves the counter too, after marking the header: having seen the
-                // move (SeqCst), this load sees the mark.
-                if header.is_removed() {
-                    return Err(CortexError::lock_removed(self.key(), None));
-                }
-                return Ok(now);
-            }
+            // Woken, timed out or interrupted: the top of the loop looks again.
         }
     }
 
