@@ -246,6 +246,27 @@ fn blank_debris_is_reclaimed_for_a_slice_only_at_a_size_the_slice_could_have() {
             &[(fixed + 12, true), (fixed + 13, false), (fixed - 4, false)],
             new_words,
         );
+        // Elements of 7 bytes, which do not divide the fixed part: the size is counted
+        // from the end of the fixed part, not from the start of the segment.
+        let sevens: Cortex<[[u8; 7]], Semaphore> =
+            Cortex::new_slice_zeroed(probe, 0, None).unwrap();
+        let fixed = size_of(sevens.segment_id());
+        drop(sevens);
+        assert_ne!((2 * fixed) % 7, 0, "the case this checks");
+        let new_sevens = |key| match Cortex::<[[u8; 7]], Semaphore>::new_slice_zeroed(key, 2, None)
+        {
+            Ok(c) => {
+                drop(c);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+            Err(e) => panic!("{e}"),
+        };
+        blank_debris_of_sizes(
+            "blank_seven",
+            &[(fixed + 14, true), (fixed + 10, false)],
+            new_sevens,
+        );
         let units: Cortex<[()], Semaphore> = Cortex::new_slice_zeroed(probe, 0, None).unwrap();
         let fixed = size_of(units.segment_id());
         drop(units);
