@@ -253,6 +253,7 @@ pub fn try_and_timeout_while_held<L: Lock>(name: &str) {
         let err = cortex.lock_timeout(timeout).unwrap_err();
         let waited = start.elapsed();
         assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert_eq!(err.key(), key, "the error names the segment's key: {err}");
         assert!(
             waited >= timeout,
             "gave up after {waited:?}, before {timeout:?}"

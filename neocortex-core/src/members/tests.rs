@@ -79,3 +79,41 @@ fn threads_racing_for_a_first_token_share_one() {
         assert!(!is_alive(set.0, tokens[0]).expect("released"));
     }
 }
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn the_reaper_is_held_by_one_at_a_time_and_given_back() {
+    let set = Set(create_set(Permission::OwnerOnly, 1).expect("members set"));
+    assert_eq!(take_reaper(set.0, Wait::Forever), Ok(true));
+    assert_eq!(
+        take_reaper(set.0, Wait::Never),
+        Ok(false),
+        "held: a try gives up"
+    );
+    release_reaper(set.0).expect("give it back");
+    assert_eq!(take_reaper(set.0, Wait::Never), Ok(true), "free again");
+    release_reaper(set.0).expect("give it back");
+    remove_set(set.0).expect("remove the set");
+    // A removed set: an error at once, from both (no retry loop).
+    assert!(take_reaper(set.0, Wait::Never).is_err());
+    assert!(release_reaper(set.0).is_err());
+}
+
+#[test]
+fn a_members_set_that_is_gone_means_the_segment_was_removed() {
+    let error = |errno| {
+        members_error(
+            "lock",
+            7,
+            SysError {
+                call: "semop",
+                errno,
+            },
+        )
+    };
+    assert_eq!(error(Errno::EIDRM).kind(), ErrorKind::LockRemoved);
+    assert_eq!(error(Errno::EINVAL).kind(), ErrorKind::LockRemoved);
+    let other = error(Errno::EACCES);
+    assert_eq!(other.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(other.key(), 7);
+}
