@@ -39,6 +39,7 @@ impl std::error::Error for CapacityError {}
 /// let mut name = FixedString::<16>::try_from("sensor")?;
 /// name.push_str("-7")?;
 /// assert_eq!(name, "sensor-7");
+/// assert!(name == *"sensor-7" && name != *"sensor"); // against `str` too
 /// assert_eq!(name.as_str(), Some("sensor-7"));
 /// assert!(FixedString::<4>::try_from("too long").is_err());
 /// let parsed: FixedString<8> = "sensor".parse()?;
