@@ -39,7 +39,6 @@ impl std::error::Error for CapacityError {}
 /// let mut name = FixedString::<16>::try_from("sensor")?;
 /// name.push_str("-7")?;
 /// assert_eq!(name, "sensor-7");
-/// assert!(name == *"sensor-7" && name != *"sensor"); // against `str` too
 /// assert_eq!(name.as_str(), Some("sensor-7"));
 /// assert!(FixedString::<4>::try_from("too long").is_err());
 /// let parsed: FixedString<8> = "sensor".parse()?;
@@ -407,6 +406,8 @@ mod tests {
             }
         );
         assert_eq!(s, "abcé", "nothing appended on error");
+        assert!(s == *"abcé" && s != *"abc", "compared with str");
+        assert!(s != "abc", "and with &str");
         assert_eq!(s.to_string(), "abcé");
         assert_eq!(format!("{s:?}"), "\"abcé\"");
         s.clear();
