@@ -394,6 +394,7 @@ mod tests {
     fn strings_fill_up_to_capacity_and_refuse_more() {
         let mut s = FixedString::<8>::new();
         assert!(s.is_empty());
+        assert_eq!(s.capacity(), 8);
         s.push_str("abc").unwrap();
         s.push('é').unwrap();
         assert_eq!((s.len(), s.as_str()), (5, Some("abcé")));
@@ -434,7 +435,9 @@ mod tests {
 
     #[test]
     fn vecs_push_pop_and_clamp_a_stored_length() {
+        assert!(FixedVec::<u16, 3>::new().is_empty());
         let mut v = FixedVec::<u16, 3>::try_from(&[7u16, 8][..]).unwrap();
+        assert!(!v.is_empty());
         v.push(9).unwrap();
         assert_eq!(
             v.push(10).unwrap_err(),

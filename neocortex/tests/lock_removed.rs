@@ -209,8 +209,9 @@ neocortex::shm_safe! {
     }
 }
 
-/// A lock that knows nothing of removal (its `destroy` does nothing, and taking it needs no
-/// kernel object): the header's removed mark is all that tells its users.
+/// A lock that keeps nothing of its own about removal (its `destroy` does nothing, and
+/// taking it needs no kernel object): the header's removed mark, which a waiter asks the
+/// context about (`is_removed`, as the contract says), is all that tells its users.
 #[derive(Debug)]
 struct Oblivious;
 
@@ -239,6 +240,9 @@ unsafe impl CortexSync for Oblivious {
                 .is_ok()
             {
                 return Ok(Acquired::Released);
+            }
+            if cx.is_removed() {
+                return Err(neocortex::CortexError::lock_removed(cx.key(), None));
             }
             if matches!(wait.remaining(), Remaining::NoWait | Remaining::Expired) {
                 return Err(wait.gave_up(cx.key()));
@@ -272,6 +276,10 @@ fn removal_trumps_an_unrepaired_value_for_a_lock_that_knows_nothing_of_removal()
     }));
     assert!(panicked.is_err());
     assert_eq!(owner.read().unwrap_err().kind(), ErrorKind::OwnerDied);
+    // A lock that does not say who holds it is reported as naming nobody.
+    let oblivious = [neocortex::inspect::LockKind::of::<Oblivious>()];
+    let info = neocortex::inspect::segment_with(key, &oblivious).unwrap();
+    assert_eq!(info.neocortex.unwrap().holder, None);
     let attached = Pipe::new();
     let go = Pipe::new();
     let later = fork(|| {
@@ -299,5 +307,45 @@ fn removal_trumps_an_unrepaired_value_for_a_lock_that_knows_nothing_of_removal()
     owner.remove().unwrap();
     go.send(1);
     later.expect_success("LockRemoved for every access, not OwnerDied");
+    made.assert_gone();
+}
+
+/// A waiter of a lock whose only word on removal is the context's `is_removed` leaves with
+/// `LockRemoved` when the owner removes the segment, while the holder still holds it.
+#[test]
+fn a_waiter_that_asks_the_context_leaves_on_removal() {
+    let _guard = common::watchdog();
+    let key = unique_key("a_waiter_that_asks_the_context");
+    let owner: Cortex<u64, Oblivious> = Cortex::new(key, 1, None).unwrap();
+    let made = Made::of(&owner);
+    let holding = Pipe::new();
+    let holder = fork(|| {
+        let Ok(c) = Cortex::<u64, Oblivious>::attach(key) else {
+            return 2;
+        };
+        let Ok(_g) = c.lock() else { return 3 };
+        holding.send(1);
+        common::park()
+    });
+    holding.recv();
+    let waiter = fork(|| {
+        let Ok(c) = Cortex::<u64, Oblivious>::attach(key) else {
+            return 2;
+        };
+        let code = match c.lock() {
+            Err(e) if e.kind() == ErrorKind::LockRemoved => 0,
+            Err(_) => 3,
+            Ok(_) => 4,
+        };
+        code
+    });
+    common::wait_until_spinning(waiter.pid());
+    owner.remove().unwrap();
+    assert_eq!(
+        waiter.wait_timeout(common::LOCK_WAIT),
+        common::Exit::Code(0),
+        "the waiter left with LockRemoved"
+    );
+    drop(holder);
     made.assert_gone();
 }
