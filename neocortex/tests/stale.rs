@@ -191,10 +191,17 @@ fn a_live_owners_segment_is_never_touched() {
     });
 }
 
-/// A zero-filled segment left by a dead process, on a key where `new_slice` wants to create:
-/// `(size, reclaimed)` for each size, with `slice_of` making the slice (its element type
-/// and lock fixed by the caller).
-fn blank_debris_of_sizes(name: &str, sizes: &[(usize, bool)], slice_of: impl Fn(i32) -> bool) {
+/// The fixed part of a `[E]` segment's size (its size with no element).
+fn fixed_part<E: neocortex::ShmSafe>(probe: i32) -> usize {
+    let empty = Cortex::<[E], Semaphore>::new_slice_zeroed(probe, 0, None).expect("a probe");
+    let size = shm::stat(empty.segment_id()).expect("its size").size;
+    usize::try_from(size).expect("a size")
+}
+
+/// Zero-filled segments left by a dead process, one per `(size, reclaimed)`, each on a key
+/// where `new_slice_zeroed` of a `[E]` then creates: whether it reclaimed the debris must be
+/// `reclaimed`.
+fn blank_debris_of_sizes<E: neocortex::ShmSafe>(name: &str, sizes: &[(usize, bool)]) {
     for (i, &(size, reclaimed)) in sizes.iter().enumerate() {
         let key = unique_key(&format!("{name}_{i}"));
         let child =
@@ -206,9 +213,16 @@ fn blank_debris_of_sizes(name: &str, sizes: &[(usize, bool)], slice_of: impl Fn(
             );
         child.expect_success("shmget then exit");
         let id = shm::shmget(key, 0, 0).expect("the debris");
+        let made = match Cortex::<[E], Semaphore>::new_slice_zeroed(key, 2, None) {
+            Ok(c) => {
+                drop(c);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+            Err(e) => panic!("{name}: {e}"),
+        };
         assert_eq!(
-            slice_of(key),
-            reclaimed,
+            made, reclaimed,
             "{name}: a blank segment of {size} bytes is reclaimed: {reclaimed}"
         );
         if reclaimed {
@@ -229,59 +243,17 @@ fn blank_debris_is_reclaimed_for_a_slice_only_at_a_size_the_slice_could_have() {
     let _guard = common::watchdog();
     in_private_ipc_namespace(|| {
         let probe = unique_key("blank_debris_probe");
-        let size_of = |id: i32| shm::stat(id).unwrap().size as usize;
-        let words: Cortex<[u32], Semaphore> = Cortex::new_slice_zeroed(probe, 0, None).unwrap();
-        let fixed = size_of(words.segment_id());
-        drop(words);
-        let new_words = |key| match Cortex::<[u32], Semaphore>::new_slice_zeroed(key, 3, None) {
-            Ok(c) => {
-                drop(c);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
-            Err(e) => panic!("{e}"),
-        };
-        blank_debris_of_sizes(
+        let fixed = fixed_part::<u32>(probe);
+        blank_debris_of_sizes::<u32>(
             "blank_u32",
             &[(fixed + 12, true), (fixed + 13, false), (fixed - 4, false)],
-            new_words,
         );
         // Elements of 7 bytes, which do not divide the fixed part: the size is counted
         // from the end of the fixed part, not from the start of the segment.
-        let sevens: Cortex<[[u8; 7]], Semaphore> =
-            Cortex::new_slice_zeroed(probe, 0, None).unwrap();
-        let fixed = size_of(sevens.segment_id());
-        drop(sevens);
+        let fixed = fixed_part::<[u8; 7]>(probe);
         assert_ne!((2 * fixed) % 7, 0, "the case this checks");
-        let new_sevens = |key| match Cortex::<[[u8; 7]], Semaphore>::new_slice_zeroed(key, 2, None)
-        {
-            Ok(c) => {
-                drop(c);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
-            Err(e) => panic!("{e}"),
-        };
-        blank_debris_of_sizes(
-            "blank_seven",
-            &[(fixed + 14, true), (fixed + 10, false)],
-            new_sevens,
-        );
-        let units: Cortex<[()], Semaphore> = Cortex::new_slice_zeroed(probe, 0, None).unwrap();
-        let fixed = size_of(units.segment_id());
-        drop(units);
-        let new_units = |key| match Cortex::<[()], Semaphore>::new_slice_zeroed(key, 5, None) {
-            Ok(c) => {
-                drop(c);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
-            Err(e) => panic!("{e}"),
-        };
-        blank_debris_of_sizes(
-            "blank_unit",
-            &[(fixed, true), (fixed + 8, false)],
-            new_units,
-        );
+        blank_debris_of_sizes::<[u8; 7]>("blank_seven", &[(fixed + 14, true), (fixed + 10, false)]);
+        let fixed = fixed_part::<()>(probe);
+        blank_debris_of_sizes::<()>("blank_unit", &[(fixed, true), (fixed + 8, false)]);
     });
 }
