@@ -409,6 +409,12 @@ mod tests {
         assert_eq!(s, "abcé", "nothing appended on error");
         assert!(s == *"abcé" && s != *"abc", "compared with str");
         assert!(s != "abc", "and with &str");
+        assert_eq!(
+            s,
+            FixedString::<8>::try_from("abcé").unwrap(),
+            "and with its kind"
+        );
+        assert_ne!(s, FixedString::<8>::try_from("abc").unwrap());
         assert_eq!(s.to_string(), "abcé");
         assert_eq!(format!("{s:?}"), "\"abcé\"");
         s.clear();

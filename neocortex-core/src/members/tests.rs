@@ -117,3 +117,22 @@ fn a_members_set_that_is_gone_means_the_segment_was_removed() {
     assert_eq!(other.kind(), ErrorKind::PermissionDenied);
     assert_eq!(other.key(), 7);
 }
+
+/// The inspection's context (the segment mapped read-only) refuses what would write: a
+/// token claim notes this process in the member table, a takeover writes the lock.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_read_only_context_refuses_to_write() {
+    let set = Set(create_set(Permission::OwnerOnly, 2).expect("members set"));
+    let membership = Membership::new(set.0, 2);
+    let header = Box::<Header>::default();
+    let table = Box::<MemberTable>::default();
+    let cx = crate::sync::LockContext::read_only(1, &membership, &header, &table);
+    assert_eq!(cx.token().unwrap_err().kind(), ErrorKind::InvalidInput);
+    let taken = cx.with_reaper(Wait::Never, || ());
+    assert_eq!(taken.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(table.noted().count(), 0, "nothing noted");
+    let writable = crate::sync::LockContext::new(1, &membership, &header, &table);
+    assert!(writable.token().is_ok());
+    assert_eq!(table.noted().count(), 1);
+}
