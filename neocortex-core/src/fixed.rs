@@ -458,6 +458,7 @@ mod tests {
         assert_eq!(&*v, &[70, 8]);
         let copy = v;
         assert_eq!(copy, v);
+        assert_ne!(copy, FixedVec::<u16, 3>::try_from(&[70u16][..]).unwrap());
         v.len = u64::MAX.to_le_bytes();
         assert_eq!(v.len(), 3, "a length beyond the capacity is clamped");
         v.clear();

@@ -374,3 +374,29 @@ guard_reads!(
     sysv_semaphore_guards_read_through_neither_move_the_version_nor_wake: SysvSemaphore,
     rw_semaphore_guards_read_through_neither_move_the_version_nor_wake: RwSemaphore,
 );
+
+/// The watchers a segment counts (the kernel's view, from the operator's inspection).
+fn watchers(key: i32) -> Option<i32> {
+    neocortex::inspect::segment(key)
+        .expect("inspect the segment")
+        .neocortex
+        .expect("a neocortex segment")
+        .watchers
+}
+
+/// A handle that waited for a change counts as a watcher until it is dropped (then writers
+/// that find nobody asleep may clear a stale sleeper count).
+#[test]
+fn a_dropped_watcher_is_no_longer_counted() {
+    let _guard = common::watchdog();
+    let key = unique_key("a_dropped_watcher_is_no_longer_counted");
+    let cortex: Counter<Semaphore> = Cortex::new(key, 0, None).unwrap();
+    assert_eq!(watchers(key), Some(0));
+    let watching: Counter<Semaphore> = Cortex::attach(key).unwrap();
+    let timed_out = watching.wait_for_change(watching.version(), Duration::from_millis(1));
+    assert_eq!(timed_out.unwrap_err().kind(), neocortex::ErrorKind::Timeout);
+    assert_eq!(watchers(key), Some(1));
+    drop(watching);
+    assert_eq!(watchers(key), Some(0));
+    finish(cortex);
+}
